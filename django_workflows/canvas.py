@@ -1,0 +1,156 @@
+"""Celery canvas -> DAG of nodes, and a node back to a signature.
+
+Each node is one task call. Besides its parents (the edges that order it),
+a node records its *input*: what Celery itself would prepend to its args.
+An input is ``None`` (nothing: a root, or an immutable signature), a node
+index (that node's result, as a chain passes it), or a list of inputs (a
+chord body's list of header results, nested as Celery nests them). The
+canvas's own result is described the same way, so the tracked run returns
+what ``AsyncResult.get()`` of the native canvas would.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import current_app
+from celery.canvas import Signature, _chain, _chord, chunks, group, maybe_signature
+
+from .exceptions import CanvasError
+
+Ref = int | list  # a node index, or a (nested) list of node indexes
+
+#: Signature options that describe Celery's own wiring of a canvas: the
+#: engine replaces that wiring, so they are not kept on the node.
+_WIRING_OPTIONS = frozenset(
+    {
+        "task_id",
+        "link",
+        "link_error",
+        "chord",
+        "chain",
+        "group_id",
+        "group_index",
+        "parent_id",
+        "root_id",
+        "reply_to",
+        "subtask_type",
+        "immutable",
+    }
+)
+
+
+@dataclass
+class Node:
+    index: int
+    task: str
+    args: list
+    kwargs: dict
+    options: dict
+    immutable: bool
+    input: Ref | None
+    parents: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Dag:
+    nodes: list[Node]
+    #: How the canvas's result is read from its nodes' results.
+    result: Ref | None
+
+
+def compile_canvas(canvas: Any, app: Any = None) -> Dag:
+    """Flatten any Celery canvas (signature, chain, group, chord, nested) into a DAG."""
+    app = app or current_app
+    compiler = _Compiler(app)
+    result, _ = compiler.add(canvas, parents=(), input=None)
+    return Dag(nodes=compiler.nodes, result=result)
+
+
+class _Compiler:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.nodes: list[Node] = []
+
+    def add(self, sig: Any, parents: tuple[int, ...], input: Ref | None) -> tuple[Ref, tuple]:
+        """Add ``sig`` after ``parents``, fed ``input``.
+
+        Returns its result reference and its terminal nodes (what a step
+        after it must wait for).
+        """
+        sig = maybe_signature(sig, app=self.app)
+        if sig is None:
+            raise CanvasError("A workflow needs a Celery signature or canvas, got None.")
+        if not isinstance(sig, Signature):
+            raise CanvasError(f"Not a Celery signature or canvas: {sig!r}")
+        if isinstance(sig, chunks):
+            sig = sig.group()
+        if isinstance(sig, _chain):
+            return self._chain(sig, parents, input)
+        if isinstance(sig, _chord):
+            header_ref, header_ends = self._group(sig.tasks, parents, input)
+            return self.add(sig.body, header_ends, header_ref)
+        if isinstance(sig, group):
+            return self._group(sig.tasks, parents, input)
+        return self._task(sig, parents, input)
+
+    def _chain(self, sig: _chain, parents: tuple, input: Ref | None) -> tuple[Ref, tuple]:
+        ref, ends = input, parents
+        if not sig.tasks:
+            raise CanvasError("An empty chain has nothing to run.")
+        for step in sig.tasks:
+            ref, ends = self.add(step, ends, ref)
+        return ref, ends
+
+    def _group(self, tasks: Any, parents: tuple, input: Ref | None) -> tuple[list, tuple]:
+        refs: list = []
+        ends: list[int] = []
+        for member in tasks:
+            member = maybe_signature(member, app=self.app)
+            ref, member_ends = self.add(member, parents, input)
+            # Celery unrolls a group nested in a group into one flat list.
+            if isinstance(member, group):
+                refs.extend(ref)
+            else:
+                refs.append(ref)
+            ends.extend(member_ends)
+        # An empty group passes its parents on: what follows waits for them.
+        return refs, tuple(ends) if tasks else parents
+
+    def _task(self, sig: Signature, parents: tuple, input: Ref | None) -> tuple[int, tuple]:
+        if sig.options.get("link_error"):
+            raise CanvasError(
+                f"{sig.task}: link_error callbacks are not supported in a workflow; "
+                "use the definition's on_failure hook."
+            )
+        options = {k: v for k, v in sig.options.items() if k not in _WIRING_OPTIONS}
+        node = Node(
+            index=len(self.nodes),
+            task=sig.task,
+            args=list(sig.args),
+            kwargs=dict(sig.kwargs),
+            options=options,
+            immutable=bool(sig.immutable),
+            input=None if sig.immutable else input,
+            parents=sorted(set(parents)),
+        )
+        self.nodes.append(node)
+        # link callbacks run after the task with its result, outside the chain.
+        for callback in sig.options.get("link") or ():
+            self.add(callback, (node.index,), node.index)
+        return node.index, (node.index,)
+
+
+def resolve(ref: Ref | None, results: dict[int, Any]) -> Any:
+    """Build the value an input or result reference stands for."""
+    if isinstance(ref, list):
+        return [resolve(item, results) for item in ref]
+    return results[ref]
+
+
+def referenced(ref: Ref | None) -> set[int]:
+    """The node indexes a reference reads."""
+    if ref is None:
+        return set()
+    if isinstance(ref, list):
+        return set().union(*map(referenced, ref)) if ref else set()
+    return {ref}

@@ -1,0 +1,35 @@
+"""JSON exactly as Celery's ``json`` serializer writes and reads it.
+
+Results, args and kwargs are stored with kombu's encoder and read back with
+its decoder, so a child receives from the database the very value it would
+have received from a native Celery message (datetimes, UUIDs, Decimals and
+bytes included).
+"""
+
+import json
+from typing import Any
+
+from kombu.utils.json import JSONEncoder
+from kombu.utils.json import dumps as kombu_dumps
+from kombu.utils.json import object_hook
+
+__all__ = ["CeleryJSONDecoder", "CeleryJSONEncoder", "round_trip"]
+
+CeleryJSONEncoder = JSONEncoder
+
+
+class CeleryJSONDecoder(json.JSONDecoder):
+    """Decoder that undoes :class:`kombu.utils.json.JSONEncoder`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("object_hook", object_hook)
+        super().__init__(*args, **kwargs)
+
+
+def round_trip(value: Any) -> Any:
+    """Return ``value`` as a Celery JSON message would deliver it.
+
+    Raises ``TypeError`` or ``ValueError`` for a value the JSON serializer
+    cannot carry.
+    """
+    return json.loads(kombu_dumps(value), cls=CeleryJSONDecoder)

@@ -1,0 +1,167 @@
+"""A workflow run and the task runs of its DAG, kept from Celery's signals."""
+
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .codec import CeleryJSONDecoder, CeleryJSONEncoder
+
+
+class WorkflowStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    SUCCESS = "success", _("Success")
+    FAILURE = "failure", _("Failure")
+    CANCELED = "canceled", _("Canceled")
+
+
+class TaskRunStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    RETRYING = "retrying", _("Retrying")
+    SUCCESS = "success", _("Success")
+    FAILURE = "failure", _("Failure")
+    UPSTREAM_FAILED = "upstream_failed", _("Upstream failed")
+    CANCELED = "canceled", _("Canceled")
+
+
+FINISHED_WORKFLOW = (WorkflowStatus.SUCCESS, WorkflowStatus.FAILURE, WorkflowStatus.CANCELED)
+
+
+def _celery_json(**kwargs: Any) -> models.JSONField:
+    """A JSON column that stores values the way Celery's JSON serializer does."""
+    return models.JSONField(encoder=CeleryJSONEncoder, decoder=CeleryJSONDecoder, **kwargs)
+
+
+class Workflow(models.Model):
+    """One run of a workflow definition (or of an ad-hoc canvas)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(_("name"), max_length=200)
+    payload = _celery_json(verbose_name=_("payload"), default=dict, blank=True)
+    status = models.CharField(
+        _("status"), max_length=20, choices=WorkflowStatus, default=WorkflowStatus.PENDING
+    )
+    result = _celery_json(verbose_name=_("result"), null=True, blank=True)
+    #: How the canvas's result is read from node results: a node index or a
+    #: (nested) list of them, as the canvas's AsyncResult.get() would nest it.
+    result_ref = models.JSONField(_("result reference"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    started = models.DateTimeField(_("started"), null=True, blank=True)
+    finished = models.DateTimeField(_("finished"), null=True, blank=True)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("launched by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    relaunched_from = models.ForeignKey(
+        "self",
+        verbose_name=_("relaunched from"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="relaunches",
+    )
+    # Counters kept by the engine so that "is the run done?" never scans tasks.
+    tasks_total = models.PositiveIntegerField(_("tasks"), default=0)
+    tasks_finished = models.PositiveIntegerField(_("tasks finished"), default=0)
+    tasks_succeeded = models.PositiveIntegerField(_("tasks succeeded"), default=0)
+    tasks_failed = models.PositiveIntegerField(_("tasks failed"), default=0)
+
+    class Meta:
+        verbose_name = _("workflow run")
+        verbose_name_plural = _("workflow runs")
+        ordering = ["-created"]
+        indexes = [
+            models.Index(fields=["-created"], name="dw_workflow_created"),
+            models.Index(fields=["status", "-created"], name="dw_workflow_status"),
+            models.Index(fields=["name", "-created"], name="dw_workflow_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_WORKFLOW
+
+    def wait(self, timeout: float | None = 30.0, interval: float = 0.05) -> "Workflow":
+        """Re-read this run from the database until it has finished.
+
+        Returns ``self``, refreshed. Raises ``TimeoutError`` if the run is
+        still going after ``timeout`` seconds (``None`` waits for ever).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.refresh_from_db()
+        while not self.is_finished:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"Workflow {self.pk} ({self.name}) is still {self.status} "
+                    f"after {timeout} s: {self.tasks_finished}/{self.tasks_total} tasks finished."
+                )
+            time.sleep(interval)
+            self.refresh_from_db()
+        return self
+
+
+class TaskRun(models.Model):
+    """One node of a workflow's DAG. Its primary key is the Celery task id."""
+
+    id = models.UUIDField(_("task id"), primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(
+        Workflow, verbose_name=_("workflow"), on_delete=models.CASCADE, related_name="task_runs"
+    )
+    #: Stable key of the node in its DAG: its position in the canvas.
+    node = models.PositiveIntegerField(_("node"))
+    task = models.CharField(_("task name"), max_length=255)
+    args = _celery_json(verbose_name=_("args"), default=list, blank=True)
+    kwargs = _celery_json(verbose_name=_("kwargs"), default=dict, blank=True)
+    options = _celery_json(verbose_name=_("options"), default=dict, blank=True)
+    immutable = models.BooleanField(_("immutable"), default=False)
+    #: What Celery would prepend to ``args``: null for nothing, a node index
+    #: for that node's result, or a (nested) list of indexes for a list of
+    #: results (a chord body).
+    input = models.JSONField(_("input"), null=True, blank=True)
+    parents = models.ManyToManyField(
+        "self", symmetrical=False, related_name="children", blank=True, verbose_name=_("parents")
+    )
+    #: Parents that have not succeeded yet; the node is ready at zero.
+    waiting = models.PositiveIntegerField(_("waiting for"), default=0)
+    #: Token of the completion that claimed this node for dispatch.
+    claim = models.UUIDField(null=True, blank=True, editable=False)
+    status = models.CharField(
+        _("status"), max_length=20, choices=TaskRunStatus, default=TaskRunStatus.PENDING
+    )
+    result = _celery_json(verbose_name=_("result"), null=True, blank=True)
+    exception_type = models.CharField(_("exception type"), max_length=255, blank=True)
+    exception_message = models.TextField(_("exception message"), blank=True)
+    traceback = models.TextField(_("traceback"), blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    worker = models.CharField(_("worker"), max_length=255, blank=True)
+    queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("task run")
+        verbose_name_plural = _("task runs")
+        ordering = ["workflow", "node"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "node"], name="dw_taskrun_unique_node"),
+        ]
+        indexes = [
+            models.Index(fields=["status"], name="dw_taskrun_status"),
+            models.Index(fields=["task"], name="dw_taskrun_task"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} [{self.pk}]"
