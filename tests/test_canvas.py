@@ -1,0 +1,83 @@
+"""Canvas -> DAG: nodes, edges and the inputs Celery would pass (no worker)."""
+
+import pytest
+from celery import chain, chord, group
+
+from django_workflows.canvas import compile_canvas, resolve
+from django_workflows.exceptions import CanvasError
+from tests.testapp.tasks import add, collect, tsum
+
+
+def shape(dag):
+    return [(n.task.rsplit(".", 1)[-1], n.parents, n.input) for n in dag.nodes]
+
+
+def test_chain_passes_each_result_to_the_next():
+    dag = compile_canvas(chain(add.s(1, 2), add.s(3), add.s(4)))
+    assert shape(dag) == [("add", [], None), ("add", [0], 0), ("add", [1], 1)]
+    assert dag.result == 2
+
+
+def test_group_followed_by_a_task_is_a_join_on_the_list_of_results():
+    dag = compile_canvas(add.s(1, 1) | group(add.s(1), add.s(2)) | tsum.s())
+    assert shape(dag) == [
+        ("add", [], None),
+        ("add", [0], 0),
+        ("add", [0], 0),
+        ("tsum", [1, 2], [1, 2]),
+    ]
+    assert dag.result == 3
+
+
+def test_immutable_signature_waits_but_receives_nothing():
+    dag = compile_canvas(add.s(1, 1) | add.si(2, 2))
+    assert shape(dag)[1] == ("add", [0], None)
+    assert dag.nodes[1].immutable
+
+
+def test_nested_groups_are_flattened_like_celery_does():
+    dag = compile_canvas(chord([add.s(1, 1), group(add.s(2, 2), add.s(3, 3))], collect.s()))
+    assert dag.nodes[-1].input == [0, 1, 2]
+
+
+def test_chain_ending_in_a_group_nests_its_list_in_a_join():
+    dag = compile_canvas(chord([add.s(1, 1) | group(add.s(1), add.s(2)), add.s(5, 5)], tsum.s()))
+    assert dag.nodes[-1].input == [[1, 2], 3]
+    assert dag.nodes[-1].parents == [1, 2, 3]
+
+
+def test_empty_group_passes_its_parents_on():
+    dag = compile_canvas(add.s(1, 1) | group([]) | collect.s())
+    assert shape(dag) == [("add", [], None), ("collect", [0], [])]
+
+
+def test_options_are_kept_and_celery_wiring_is_dropped():
+    sig = add.s(1, 2).set(queue="slow", priority=3, countdown=5, task_id="x", link_error=None)
+    (node,) = compile_canvas(sig).nodes
+    assert node.options == {"queue": "slow", "priority": 3, "countdown": 5}
+
+
+def test_link_callbacks_become_children_outside_the_result():
+    sig = add.s(1, 2)
+    sig.link(collect.s("linked"))
+    dag = compile_canvas(sig | add.s(1))
+    assert shape(dag) == [("add", [], None), ("collect", [0], 0), ("add", [0], 0)]
+    assert dag.result == 2
+
+
+def test_link_error_is_refused_with_a_clear_error():
+    sig = add.s(1, 2)
+    sig.link_error(collect.s())
+    with pytest.raises(CanvasError, match="link_error"):
+        compile_canvas(sig)
+
+
+def test_not_a_canvas_is_refused():
+    with pytest.raises(CanvasError):
+        compile_canvas(None)
+    with pytest.raises(CanvasError, match="empty chain"):
+        compile_canvas(chain())
+
+
+def test_resolve_builds_nested_values():
+    assert resolve([0, [1, 2]], {0: "a", 1: "b", 2: "c"}) == ["a", ["b", "c"]]

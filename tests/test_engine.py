@@ -1,0 +1,128 @@
+"""The engine on a real worker process: results, failures, joins, counters."""
+
+from collections import Counter
+
+import pytest
+from celery import chord, group
+
+from django_workflows import launch, launch_canvas
+from django_workflows.models import TaskRun, Workflow
+from django_workflows.models import TaskRunStatus as T
+from django_workflows.models import WorkflowStatus as W
+from tests.testapp.tasks import add, collect, fail, nap, not_json, not_json_unstored, tsum
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def statuses(wf: Workflow) -> dict[int, str]:
+    return dict(wf.task_runs.values_list("node", "status"))
+
+
+def test_registered_workflow_runs_with_its_payload(worker):
+    wf = launch("arith", {"x": 2, "y": 3})
+    assert wf.status in (W.PENDING, W.RUNNING)
+
+    wf.wait(timeout=30)
+
+    # add(2, 3)=5 -> [add(5, 1), add(5, 2)] -> tsum([6, 7])
+    assert wf.status == W.SUCCESS
+    assert wf.result == 13
+    assert wf.payload == {"x": 2, "y": 3}
+    assert (wf.tasks_total, wf.tasks_finished, wf.tasks_succeeded, wf.tasks_failed) == (4, 4, 4, 0)
+    assert wf.created <= wf.started <= wf.finished
+    for run in wf.task_runs.all():
+        assert run.attempts == 1
+        assert run.worker.startswith("worker-")
+        assert run.queued_at <= run.started_at <= run.finished_at
+
+
+def test_task_run_ids_are_the_celery_task_ids(worker):
+    from django_celery_results.models import TaskResult
+
+    wf = launch_canvas(add.s(1, 2) | add.s(3)).wait(timeout=30)
+
+    ids = {str(pk) for pk in wf.task_runs.values_list("id", flat=True)}
+    assert ids <= set(TaskResult.objects.values_list("task_id", flat=True))
+
+
+def test_failure_stores_the_error_and_fails_descendants_at_once(worker):
+    canvas = group(
+        add.s(1, 1) | fail.s(message="disk full") | add.s(1) | add.s(2),
+        add.s(5, 5) | nap.s(0.3),  # an independent branch keeps running
+    )
+    wf = launch_canvas(canvas).wait(timeout=30)
+
+    assert wf.status == W.FAILURE
+    assert wf.result is None
+    assert statuses(wf) == {
+        0: T.SUCCESS,
+        1: T.FAILURE,
+        2: T.UPSTREAM_FAILED,
+        3: T.UPSTREAM_FAILED,
+        4: T.SUCCESS,
+        5: T.SUCCESS,
+    }
+    failed = wf.task_runs.get(node=1)
+    assert failed.exception_type == "ValueError"
+    assert failed.exception_message == "disk full"
+    assert "Traceback" in failed.traceback and 'raise ValueError(message)' in failed.traceback
+    assert (wf.tasks_finished, wf.tasks_failed, wf.tasks_succeeded) == (6, 1, 3)
+
+
+def test_descendants_never_run_after_a_failure(worker, calls):
+    wf = launch("breaks", {"message": "nope"}).wait(timeout=30)
+
+    assert wf.status == W.FAILURE
+    assert [task for task, _, _ in calls()] == ["add", "fail"]
+    assert statuses(wf)[2] == T.UPSTREAM_FAILED
+
+
+def test_a_join_waits_for_every_branch_even_after_one_failed(worker):
+    canvas = chord([fail.s(), nap.s(0.5, value=1)], tsum.s())
+    wf = launch_canvas(canvas).wait(timeout=30)
+
+    assert wf.status == W.FAILURE
+    assert statuses(wf) == {0: T.FAILURE, 1: T.SUCCESS, 2: T.UPSTREAM_FAILED}
+
+
+@pytest.mark.parametrize("task", [not_json, not_json_unstored], ids=["stored", "ignore_result"])
+def test_a_result_the_json_serializer_cannot_carry_fails_the_task(worker, task):
+    wf = launch_canvas(add.s(1, 1) | task.s() | add.s(1)).wait(timeout=30)
+
+    assert wf.status == W.FAILURE
+    run = wf.task_runs.get(node=1)
+    assert run.status == T.FAILURE
+    assert "JSON" in run.exception_message or "serializ" in run.exception_message.lower()
+    assert statuses(wf)[2] == T.UPSTREAM_FAILED
+
+
+def test_join_with_many_parents_is_dispatched_exactly_once(worker, calls):
+    """40 parents finish on 3 worker processes at once; the join runs once, 8 times over."""
+    runs = [launch_canvas(chord([add.s(i, 0) for i in range(40)], collect.s())) for _ in range(8)]
+    for wf in runs:
+        wf.wait(timeout=60)
+        assert wf.status == W.SUCCESS
+        assert wf.result == {"args": [list(range(40))], "kwargs": {}}
+    joins = [task for task, _, _ in calls() if task == "collect"]
+    assert len(joins) == 8
+    assert Counter(task for task, _, _ in calls())["add"] == 320
+
+
+def test_tasks_outside_a_workflow_create_no_rows(worker):
+    assert add.delay(2, 2).get(timeout=30, interval=0.02) == 4
+    assert (add.s(1, 1) | add.s(1)).apply_async().get(timeout=30, interval=0.02) == 3
+    assert not TaskRun.objects.exists() and not Workflow.objects.exists()
+
+
+def test_countdown_option_is_honoured(worker):
+    wf = launch_canvas(add.s(1, 1) | add.s(1).set(countdown=1)).wait(timeout=30)
+
+    second = wf.task_runs.get(node=1)
+    assert second.options == {"countdown": 1}
+    assert (second.started_at - second.queued_at).total_seconds() >= 0.9
+
+
+def test_empty_group_finishes_at_once():
+    wf = launch_canvas(group([]))
+    wf.refresh_from_db()
+    assert (wf.status, wf.result, wf.tasks_total) == (W.SUCCESS, [], 0)

@@ -1,0 +1,76 @@
+"""Launch: one transaction, roots sent on commit, the broker's absence reported."""
+
+import pytest
+from celery import Celery
+from django.db import transaction
+
+from django_workflows import launch, launch_canvas
+from django_workflows.exceptions import BrokerUnavailable
+from django_workflows.models import TaskRun, Workflow
+from django_workflows.models import TaskRunStatus as T
+from django_workflows.models import WorkflowStatus as W
+from tests.testapp.tasks import add
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Task runs the engine hands to the broker (recorded, not sent)."""
+    sent = []
+    monkeypatch.setattr(
+        "django_workflows.engine.dispatch", lambda runs, results: sent.extend(runs)
+    )
+    return sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_launch_saves_the_whole_dag_and_sends_only_the_roots(sent):
+    wf = launch_canvas(add.s(1, 1) | add.s(2), name="two")
+    assert Workflow.objects.get().name == "two"
+    runs = list(wf.task_runs.order_by("node"))
+    assert [r.status for r in runs] == [T.QUEUED, T.PENDING]
+    assert [r.node for r in sent] == [0]
+    assert list(runs[1].parents.all()) == [runs[0]] and runs[1].waiting == 1
+    assert wf.status == W.RUNNING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_launch_in_a_transaction_that_rolls_back_sends_nothing(sent):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        launch("arith", {"x": 1, "y": 2})
+        assert Workflow.objects.count() == 1
+        raise RuntimeError("the view failed after launching")
+    assert sent == []
+    assert not Workflow.objects.exists() and not TaskRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_roots_are_sent_only_when_the_transaction_commits(sent):
+    with transaction.atomic():
+        launch("arith", {"x": 1, "y": 2})
+        assert sent == []
+    assert len(sent) == 1
+
+
+@pytest.fixture
+def broker_down(celery_app):
+    """Make the current Celery app one whose broker port is closed."""
+    down = Celery("down", broker="amqp://guest:guest@127.0.0.1:1//", set_as_current=False)
+    down.conf.broker_connection_timeout = 0.5
+    down.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0}
+    down.set_current()
+    yield down
+    celery_app.set_current()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_down_at_launch_raises_and_the_run_is_recorded_as_failed(broker_down):
+    with pytest.raises(BrokerUnavailable, match="broker could not be reached"):
+        launch("arith", {"x": 1, "y": 2})
+
+    wf = Workflow.objects.get()
+    assert wf.status == W.FAILURE and wf.finished is not None
+    assert "broker" in wf.error
+    assert dict(wf.task_runs.values_list("node", "status")) == {
+        0: T.FAILURE, 1: T.UPSTREAM_FAILED, 2: T.UPSTREAM_FAILED, 3: T.UPSTREAM_FAILED,
+    }
+    assert wf.tasks_finished == wf.tasks_total

@@ -1,0 +1,92 @@
+"""The cost of tracking is a constant number of queries per task, whatever the DAG's size.
+
+The broker send is recorded instead of made (this counts SQL, not messages).
+"""
+
+import threading
+
+import pytest
+from celery import chain, chord
+from django.db import connection
+
+from django_workflows import engine, launch_canvas
+from django_workflows.models import TaskRunStatus as T
+from django_workflows.models import WorkflowStatus as W
+from tests.testapp.tasks import add, tsum
+
+#: prerun, success, run counters, children's wait count, claim, read the claimed
+QUERIES_PER_TASK = 6
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    sent = []
+    monkeypatch.setattr(
+        "celery.canvas.Signature.apply_async",
+        lambda self, *args, **options: sent.append((self.task, self.args, options["task_id"])),
+    )
+    return sent
+
+
+def lifecycle_queries(wf, node: int, value) -> int:
+    run = wf.task_runs.get(node=node)
+    queries = []
+    with connection.execute_wrapper(lambda execute, sql, *args: queries.append(sql) or
+                                    execute(sql, *args)):
+        engine.task_started(str(run.pk), "w1")
+        engine.task_succeeded(str(run.pk), str(wf.pk), node, value)
+    return len(queries)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("size", [10, 10_000])
+def test_queries_per_task_do_not_grow_with_the_dag(sent, size):
+    wf = launch_canvas(chain([add.s(1, 1)] + [add.s(1)] * (size - 1)))
+    assert lifecycle_queries(wf, 0, 2) == QUERIES_PER_TASK
+    assert lifecycle_queries(wf, 1, 3) == QUERIES_PER_TASK
+    assert [args for _, args, _ in sent[1:]] == [(2, 1), (3, 1)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("width", [10, 2_000])
+def test_queries_for_a_join_do_not_grow_with_its_parents(sent, width):
+    wf = launch_canvas(chord([add.s(i, 0) for i in range(width)], tsum.s()))
+    counts = [lifecycle_queries(wf, i, i) for i in range(width)]
+    # a parent that does not complete the join: prerun, success, counters,
+    # children's wait count, claim attempt, "is the run done?"
+    assert set(counts[:-1]) == {QUERIES_PER_TASK}
+    # the last parent claims the join and reads the header results once
+    assert counts[-1] == QUERIES_PER_TASK + 1
+    assert sent[-1][1] == (list(range(width)),)
+    # the join, the last task: no children; reads the counters, the result, closes the run
+    join = width
+    assert lifecycle_queries(wf, join, 1) == QUERIES_PER_TASK + 1
+    wf.refresh_from_db()
+    assert (wf.status, wf.result) == (W.SUCCESS, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parents_finishing_at_once_claim_the_join_exactly_once(sent):
+    """32 threads report 32 parents' success at the same instant."""
+    wf = launch_canvas(chord([add.s(i, 0) for i in range(32)], tsum.s()))
+    runs = list(wf.task_runs.filter(status=T.QUEUED).order_by("node"))
+    barrier = threading.Barrier(len(runs))
+
+    def finish(run):
+        try:
+            barrier.wait()
+            engine.task_started(str(run.pk), "w")
+            engine.task_succeeded(str(run.pk), str(wf.pk), run.node, run.node)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=finish, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    joins = [s for s in sent if s[0].endswith("tsum")]
+    assert len(joins) == 1
+    assert joins[0][1] == (list(range(32)),)
+    assert wf.task_runs.get(node=32).status == T.QUEUED

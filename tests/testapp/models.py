@@ -1,0 +1,10 @@
+from django.db import models
+
+
+class Call(models.Model):
+    """One execution of a test task: lets tests count what really ran."""
+
+    task = models.CharField(max_length=100)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    task_id = models.CharField(max_length=64, blank=True)
