@@ -9,9 +9,8 @@ bytes included).
 import json
 from typing import Any
 
-from kombu.utils.json import JSONEncoder
+from kombu.utils.json import JSONEncoder, object_hook
 from kombu.utils.json import dumps as kombu_dumps
-from kombu.utils.json import object_hook
 
 __all__ = ["CeleryJSONDecoder", "CeleryJSONEncoder", "round_trip"]
 

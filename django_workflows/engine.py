@@ -25,7 +25,7 @@ from .exceptions import BrokerUnavailable
 from .models import TaskRun, Workflow
 from .models import TaskRunStatus as T
 from .models import WorkflowStatus as W
-from .states import ACTIVE_TASK, move_tasks, move_workflow
+from .states import move_tasks, move_workflow
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,9 @@ def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> Non
         task_failed(task_id, error)
         return
     now = timezone.now()
-    if not move_tasks(TaskRun.objects.filter(pk=task_id), T.SUCCESS, result=result, finished_at=now):
+    if not move_tasks(
+        TaskRun.objects.filter(pk=task_id), T.SUCCESS, result=result, finished_at=now
+    ):
         return  # already recorded (a redelivered message) or canceled
     Workflow.objects.filter(pk=workflow_id).update(
         tasks_finished=F("tasks_finished") + 1, tasks_succeeded=F("tasks_succeeded") + 1

@@ -29,15 +29,21 @@ def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
         engine.task_succeeded(sender.request.id, run, node, result)
 
 
-def on_retry(sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None,
-             **kwargs: Any) -> None:
+def on_retry(
+    sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None, **kwargs: Any
+) -> None:
     if getattr(request, engine.RUN_HEADER, None):
         exception = reason if isinstance(reason, BaseException) else None
         engine.task_retrying(request.id, exception, getattr(einfo, "traceback", ""))
 
 
-def on_failure(sender: Any = None, task_id: str = "", exception: BaseException | None = None,
-               einfo: Any = None, **kwargs: Any) -> None:
+def on_failure(
+    sender: Any = None,
+    task_id: str = "",
+    exception: BaseException | None = None,
+    einfo: Any = None,
+    **kwargs: Any,
+) -> None:
     # Also sent by the worker's main process (hard time limit, lost worker),
     # where the request is not at hand: the task id alone decides.
     engine.task_failed(task_id, exception, getattr(einfo, "traceback", ""))

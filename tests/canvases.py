@@ -31,15 +31,12 @@ CANVASES = [
     ("group_of_chains", lambda: group(add.s(1, 1) | mul.s(3), add.s(2, 2) | mul.s(4)), [6, 16]),
     (
         "chain_of_chords",
-        lambda: chord([add.s(1, 1), add.s(2, 2)], tsum.s())
-        | chord([add.s(1), add.s(2)], tsum.s()),
+        lambda: chord([add.s(1, 1), add.s(2, 2)], tsum.s()) | chord([add.s(1), add.s(2)], tsum.s()),
         15,
     ),
     (
         "chord_in_group_in_chain",
-        lambda: add.s(1, 1)
-        | group(chord([add.s(1), add.s(2)], tsum.s()), mul.s(10))
-        | tsum.s(),
+        lambda: add.s(1, 1) | group(chord([add.s(1), add.s(2)], tsum.s()), mul.s(10)) | tsum.s(),
         27,
     ),
     ("nested_groups", lambda: group(add.s(1, 1), group(add.s(2, 2), add.s(3, 3))), [2, 4, 6]),
@@ -59,9 +56,7 @@ CANVASES = [
     ),
     (
         "group_of_chords",
-        lambda: group(
-            chord([add.s(1, 1)], tsum.s()), chord([add.s(2, 2), add.s(3, 3)], tsum.s())
-        ),
+        lambda: group(chord([add.s(1, 1)], tsum.s()), chord([add.s(2, 2), add.s(3, 3)], tsum.s())),
         [2, 10],
     ),
     ("chain_in_chord_header", lambda: chord([add.s(1, 1) | mul.s(2), add.s(3, 3)], tsum.s()), 10),

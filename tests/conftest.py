@@ -42,12 +42,29 @@ def start_worker(log: Path, *extra: str, concurrency: int = 3, env: dict | None 
     handle = log.open("w")
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "example_project", "worker",
-            "-P", "prefork", "-c", str(concurrency), "-l", "info",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"{log.stem}-{os.getpid()}@%h", *extra,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "example_project",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            str(concurrency),
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"{log.stem}-{os.getpid()}@%h",
+            *extra,
         ],
-        cwd=ROOT, env=environ, stdout=handle, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=environ,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
     )
     _wait_for(log, " ready.", proc, timeout=60)
     return proc

@@ -16,9 +16,7 @@ from tests.testapp.tasks import add
 def sent(monkeypatch):
     """Task runs the engine hands to the broker (recorded, not sent)."""
     sent = []
-    monkeypatch.setattr(
-        "django_workflows.engine.dispatch", lambda runs, results: sent.extend(runs)
-    )
+    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: sent.extend(runs))
     return sent
 
 
@@ -52,9 +50,11 @@ def test_roots_are_sent_only_when_the_transaction_commits(sent):
 
 
 @pytest.fixture
-def broker_down(celery_app):
+def broker_down(celery_app, monkeypatch):
     """Make the current Celery app one whose broker port is closed."""
-    down = Celery("down", broker="amqp://guest:guest@127.0.0.1:1//", set_as_current=False)
+    url = "amqp://guest:guest@127.0.0.1:1//"
+    monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery prefers it to the argument
+    down = Celery("down", broker=url, set_as_current=False)
     down.conf.broker_connection_timeout = 0.5
     down.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0}
     down.set_current()
@@ -71,6 +71,9 @@ def test_broker_down_at_launch_raises_and_the_run_is_recorded_as_failed(broker_d
     assert wf.status == W.FAILURE and wf.finished is not None
     assert "broker" in wf.error
     assert dict(wf.task_runs.values_list("node", "status")) == {
-        0: T.FAILURE, 1: T.UPSTREAM_FAILED, 2: T.UPSTREAM_FAILED, 3: T.UPSTREAM_FAILED,
+        0: T.FAILURE,
+        1: T.UPSTREAM_FAILED,
+        2: T.UPSTREAM_FAILED,
+        3: T.UPSTREAM_FAILED,
     }
     assert wf.tasks_finished == wf.tasks_total

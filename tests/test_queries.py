@@ -31,8 +31,9 @@ def sent(monkeypatch):
 def lifecycle_queries(wf, node: int, value) -> int:
     run = wf.task_runs.get(node=node)
     queries = []
-    with connection.execute_wrapper(lambda execute, sql, *args: queries.append(sql) or
-                                    execute(sql, *args)):
+    with connection.execute_wrapper(
+        lambda execute, sql, *args: queries.append(sql) or execute(sql, *args)
+    ):
         engine.task_started(str(run.pk), "w1")
         engine.task_succeeded(str(run.pk), str(wf.pk), node, value)
     return len(queries)

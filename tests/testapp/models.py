@@ -8,3 +8,6 @@ class Call(models.Model):
     args = models.JSONField(default=list)
     kwargs = models.JSONField(default=dict)
     task_id = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.task}{tuple(self.args)}"

@@ -8,8 +8,12 @@ from .models import Call
 
 
 def _record(task, args, kwargs) -> None:
-    Call.objects.create(task=task.name.rsplit(".", 1)[-1], args=list(args), kwargs=kwargs,
-                        task_id=task.request.id or "")
+    Call.objects.create(
+        task=task.name.rsplit(".", 1)[-1],
+        args=list(args),
+        kwargs=kwargs,
+        task_id=task.request.id or "",
+    )
 
 
 @shared_task(bind=True)
