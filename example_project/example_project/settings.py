@@ -102,6 +102,8 @@ STATIC_ROOT = VAR_DIR / "static"
 BROKER_DIR = Path(os.environ.get("DW_BROKER_DIR", VAR_DIR / "broker"))
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's own filesystem transport, with messages written atomically.
+    CELERY_BROKER_TRANSPORT = "example_project.broker:Transport"
     for _folder in ("queue", "processed", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

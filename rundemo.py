@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Start the example project: Django's server, a Celery worker and celery beat.
 
-    python3 demo.py [--port 8000]
+    python3 rundemo.py [--port 8000]
 
 Creates ``.venv`` on first use, installs the project into it, migrates the
 SQLite database under ``.var/``, sets a fresh password for the ``admin``
