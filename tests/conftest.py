@@ -5,79 +5,9 @@ session after the test database exists; it reads and writes that database,
 so tests that use it run with ``transaction=True``.
 """
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"The Celery worker exited early:\n{path.read_text()}")
-        if path.exists() and text in path.read_text():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"The Celery worker did not start in {timeout} s:\n{path.read_text()}")
-
-
-def start_worker(log: Path, *extra: str, concurrency: int = 3, env: dict | None = None):
-    """Start ``celery worker`` on the test database; return the process once ready."""
-    from django.db import connection
-
-    environ = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DW_DB_NAME": connection.settings_dict["NAME"],
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example_project")]),
-        **(env or {}),
-    }
-    handle = log.open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "example_project",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            str(concurrency),
-            "-l",
-            "info",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-n",
-            f"{log.stem}-{os.getpid()}@%h",
-            *extra,
-        ],
-        cwd=ROOT,
-        env=environ,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
-    _wait_for(log, " ready.", proc, timeout=60)
-    return proc
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from tests.worker import start_worker, stop_worker
 
 
 @pytest.fixture(scope="session")

@@ -76,3 +76,9 @@ def not_json_unstored(self, *args):
     """No result backend write: only the engine notices the value is not JSON."""
     _record(self, args, {})
     return {1, 2}
+
+
+@shared_task
+def bench_noop(*args):
+    """Does nothing, records nothing: what a hop costs is all that is left."""
+    return 1
