@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
+from celery.canvas import Signature
 from jsonschema.validators import validator_for
 
 from .exceptions import DefinitionError, InvalidPayload, UnknownWorkflow
@@ -24,6 +25,10 @@ class Definition:
     factory: CanvasFactory
     schema: dict | None = None
     description: str = ""
+    #: Celery signatures called as ``on_success(workflow_id, result)`` and
+    #: ``on_failure(workflow_id, error)`` when a run of this definition ends.
+    on_success: Any = None
+    on_failure: Any = None
     _validator: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -36,6 +41,12 @@ class Definition:
                     f"Workflow {self.name!r} has an invalid JSON Schema: {exc.message}"
                 ) from exc
             self._validator = cls(self.schema)
+        for hook in ("on_success", "on_failure"):
+            value = getattr(self, hook)
+            if value is not None and not isinstance(value, Signature):
+                raise DefinitionError(
+                    f"Workflow {self.name!r}: {hook} must be a Celery signature, got {value!r}."
+                )
         if not self.description and self.factory.__doc__:
             self.description = self.factory.__doc__.strip()
 
@@ -105,6 +116,8 @@ def workflow(
     *,
     schema: dict | None = None,
     description: str = "",
+    on_success: Any = None,
+    on_failure: Any = None,
 ) -> Callable[[CanvasFactory], CanvasFactory]:
     """Register the decorated ``payload -> canvas`` function as workflow ``name``."""
 
@@ -115,6 +128,8 @@ def workflow(
                 factory=factory,
                 schema=schema,
                 description=description,
+                on_success=on_success,
+                on_failure=on_failure,
             )
         )
         return factory

@@ -1,112 +1,163 @@
-"""The engine: launch a run, then advance or fail it as its tasks finish.
+"""The engine: launch a run, advance or fail it as its tasks finish, and the
+operations on a run (resume, rerun_from, mark_success, relaunch, cancel, reap).
 
 Event-driven: the worker that finishes a task claims the children whose
 parents have now all succeeded (a conditional UPDATE, so a join is claimed
 by exactly one of its parents) and sends them at once, with the results
-Celery would have passed them. No processor task, no polling.
+Celery would have passed them. No processor task, no polling. Every status
+write is a guarded transition from :mod:`django_workflows.states`.
 """
 
 import logging
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from celery import current_app
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from .canvas import Dag, compile_canvas, referenced, resolve
+from .canvas import Dag, Node, compile_canvas, referenced, resolve
 from .codec import round_trip
 from .definitions import registry
-from .exceptions import BrokerUnavailable
-from .models import TaskRun, Workflow
+from .exceptions import BrokerUnavailable, InvalidState
+from .models import TaskAttempt, TaskRun, Workflow
 from .models import TaskRunStatus as T
 from .models import WorkflowStatus as W
-from .states import move_tasks, move_workflow
+from .signals import task_run_changed, workflow_finished, workflow_started
+from .states import ACTIVE_TASK, FAILED_TASK, move_tasks, move_workflow
 
 logger = logging.getLogger(__name__)
 
-#: Message headers that mark a task as a node of a workflow run.
+#: Message headers that mark a task as part of a workflow run.
 RUN_HEADER = "django_workflows_run"
 NODE_HEADER = "django_workflows_node"
+HOOK_HEADER = "django_workflows_hook"
 
 Edge = TaskRun.parents.through
 
 
-# -- launch -------------------------------------------------------------------
+# -- launch -------------------------------------------------------------------------
 
 
-def launch(name: str, payload: Any = None, *, user: Any = None) -> Workflow:
+def launch(
+    name: str,
+    payload: Any = None,
+    *,
+    user: Any = None,
+    idempotency_key: str | None = None,
+    relaunched_from: Workflow | None = None,
+) -> Workflow:
     """Start a run of the registered workflow ``name`` with ``payload``.
 
     Raises :class:`~django_workflows.exceptions.UnknownWorkflow` or
     :class:`~django_workflows.exceptions.InvalidPayload` before anything is
     saved. The first tasks are sent when the current transaction commits.
+    With ``idempotency_key``, a run of ``name`` launched with the same key
+    is returned instead of a new one, also under concurrent launches.
     """
     definition = registry.get(name)
     payload = {} if payload is None else payload
+    if idempotency_key and (existing := _existing(name, idempotency_key)):
+        return existing
     definition.validate(payload)
     dag = compile_canvas(definition.build(payload))
-    return _create(dag, name=name, payload=payload, user=user)
+    return _create(
+        dag,
+        name=name,
+        payload=payload,
+        user=user,
+        idempotency_key=idempotency_key or "",
+        relaunched_from=relaunched_from,
+    )
 
 
 def launch_canvas(
-    canvas: Any, *, name: str = "adhoc", payload: Any = None, user: Any = None
+    canvas: Any,
+    *,
+    name: str = "adhoc",
+    payload: Any = None,
+    user: Any = None,
+    idempotency_key: str | None = None,
 ) -> Workflow:
     """Start a tracked run of any Celery canvas, without registering it."""
+    if idempotency_key and (existing := _existing(name, idempotency_key)):
+        return existing
     dag = compile_canvas(canvas)
-    return _create(dag, name=name, payload={} if payload is None else payload, user=user)
+    return _create(
+        dag,
+        name=name,
+        payload={} if payload is None else payload,
+        user=user,
+        idempotency_key=idempotency_key or "",
+    )
 
 
-def _create(dag: Dag, *, name: str, payload: Any, user: Any) -> Workflow:
+def _existing(name: str, key: str) -> Workflow | None:
+    return Workflow.objects.filter(name=name, idempotency_key=key).first()
+
+
+def _create(dag: Dag, *, name: str, payload: Any, user: Any, **fields: Any) -> Workflow:
     """Save the run and its whole DAG in one transaction; send the roots on commit."""
     now = timezone.now()
-    with transaction.atomic():
-        workflow = Workflow.objects.create(
-            name=name,
-            payload=payload,
-            launched_by=user if getattr(user, "is_authenticated", False) else None,
-            result_ref=dag.result,
-            tasks_total=len(dag.nodes),
-        )
-        runs = [
-            TaskRun(
-                workflow=workflow,
-                node=node.index,
-                task=node.task,
-                args=node.args,
-                kwargs=node.kwargs,
-                options=node.options,
-                immutable=node.immutable,
-                input=node.input,
-                waiting=len(node.parents),
-                # Roots are claimed by the launch itself: nobody else sees them yet.
-                status=T.PENDING if node.parents else T.QUEUED,
-                queued_at=None if node.parents else now,
+    try:
+        with transaction.atomic():
+            workflow = Workflow.objects.create(
+                name=name,
+                payload=payload,
+                launched_by=user if getattr(user, "is_authenticated", False) else None,
+                result_ref=dag.result,
+                tasks_total=len(dag.nodes),
+                **fields,
             )
-            for node in dag.nodes
-        ]
-        TaskRun.objects.bulk_create(runs, batch_size=500)
-        Edge.objects.bulk_create(
-            (
-                Edge(from_taskrun_id=runs[node.index].pk, to_taskrun_id=runs[parent].pk)
+            runs = [
+                TaskRun(
+                    workflow=workflow,
+                    node=node.index,
+                    task=node.task,
+                    args=node.args,
+                    kwargs=node.kwargs,
+                    options=node.options,
+                    immutable=node.immutable,
+                    input=node.input,
+                    waiting=len(node.parents),
+                    # Roots are claimed by the launch itself: nobody else sees them yet.
+                    status=T.PENDING if node.parents else T.QUEUED,
+                    queued_at=None if node.parents else now,
+                )
                 for node in dag.nodes
-                for parent in node.parents
-            ),
-            batch_size=500,
-        )
-        roots = [run for run in runs if not run.waiting]
-        transaction.on_commit(lambda: _start(workflow, roots))
+            ]
+            TaskRun.objects.bulk_create(runs, batch_size=500)
+            Edge.objects.bulk_create(
+                (
+                    Edge(from_taskrun_id=runs[node.index].pk, to_taskrun_id=runs[parent].pk)
+                    for node in dag.nodes
+                    for parent in node.parents
+                ),
+                batch_size=500,
+            )
+            roots = [run for run in runs if not run.waiting]
+            transaction.on_commit(lambda: _start(workflow, roots))
+    except IntegrityError:
+        key = fields.get("idempotency_key")
+        if key and (existing := _existing(name, key)):
+            return existing  # a concurrent launch with the same key won
+        raise
     return workflow
 
 
 def _start(workflow: Workflow, roots: list[TaskRun]) -> None:
     now = timezone.now()
-    move_workflow(Workflow.objects.filter(pk=workflow.pk), W.RUNNING, started=now)
+    move_workflow(
+        Workflow.objects.filter(pk=workflow.pk), W.RUNNING, from_={W.PENDING}, started=now
+    )
     workflow.status, workflow.started = W.RUNNING, now
+    workflow_started.send(Workflow, workflow_id=workflow.pk, name=workflow.name, resumed=False)
     if not roots:
         _finish_if_done(workflow.pk)
         workflow.refresh_from_db()
@@ -124,8 +175,9 @@ def _abort(workflow: Workflow, message: str) -> None:
     now = timezone.now()
     runs = TaskRun.objects.filter(workflow=workflow)
     failed = move_tasks(
-        runs.filter(status=T.QUEUED),
+        runs,
         T.FAILURE,
+        from_={T.QUEUED},
         exception_type=BrokerUnavailable.__name__,
         exception_message=message,
         finished_at=now,
@@ -137,9 +189,10 @@ def _abort(workflow: Workflow, message: str) -> None:
     )
     move_workflow(Workflow.objects.filter(pk=workflow.pk), W.FAILURE, error=message, finished=now)
     workflow.refresh_from_db()
+    workflow_finished.send(Workflow, workflow_id=workflow.pk, name=workflow.name, status=W.FAILURE)
 
 
-# -- dispatch -------------------------------------------------------------------
+# -- dispatch -------------------------------------------------------------------------
 
 
 def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
@@ -149,51 +202,59 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
     the others the inputs need are read from the database in one query.
     """
     runs = list(runs)
+    if not runs:
+        return
     needed = set().union(*(referenced(run.input) for run in runs)) - results.keys()
     if needed:
-        workflow_id = runs[0].workflow_id
-        results = {
-            **results,
-            **dict(
-                TaskRun.objects.filter(workflow_id=workflow_id, node__in=needed).values_list(
-                    "node", "result"
-                )
-            ),
-        }
+        results = {**results, **_results(runs[0].workflow_id, needed)}
     app = current_app
     with app.producer_or_acquire() as producer:
         for run in runs:
             args = run.args if run.input is None else [resolve(run.input, results), *run.args]
             options = dict(run.options)
-            headers = {
-                **options.pop("headers", {}),
-                RUN_HEADER: str(run.workflow_id),
-                NODE_HEADER: run.node,
-            }
+            headers = {**options.pop("headers", {}), RUN_HEADER: str(run.workflow_id)}
+            headers[HOOK_HEADER if run.is_hook else NODE_HEADER] = run.node
             app.signature(run.task, args=args, kwargs=run.kwargs, options=options).apply_async(
                 task_id=str(run.pk), headers=headers, producer=producer
             )
 
 
-# -- transitions reported by the worker --------------------------------------------
+def _results(workflow_id: Any, nodes: Iterable[int]) -> dict[int, Any]:
+    return dict(
+        TaskRun.objects.filter(workflow_id=workflow_id, node__in=nodes).values_list(
+            "node", "result"
+        )
+    )
 
 
-def task_started(task_id: str, worker: str) -> None:
-    move_tasks(
+def _changed(workflow_id: Any, ids: Iterable[Any], status: str) -> None:
+    task_run_changed.send(TaskRun, workflow_id=workflow_id, task_run_ids=list(ids), status=status)
+
+
+# -- transitions reported by the worker ------------------------------------------------
+
+
+def task_started(task_id: str, workflow_id: str, worker: str) -> bool:
+    """Record the start; ``False`` means the task must not run (canceled, done)."""
+    started = move_tasks(
         TaskRun.objects.filter(pk=task_id),
         T.RUNNING,
         started_at=timezone.now(),
         worker=worker or "",
         attempts=F("attempts") + 1,
     )
+    if started:
+        _changed(workflow_id, [task_id], T.RUNNING)
+    return bool(started)
 
 
 def task_retrying(task_id: str, exception: BaseException | None, traceback: str = "") -> None:
-    move_tasks(
-        TaskRun.objects.filter(pk=task_id),
-        T.RETRYING,
-        **_exception_fields(exception, traceback),
-    )
+    if move_tasks(
+        TaskRun.objects.filter(pk=task_id), T.RETRYING, **_exception_fields(exception, traceback)
+    ):
+        run = TaskRun.objects.get(pk=task_id)
+        _record_attempt(run, T.RETRYING)
+        _changed(run.workflow_id, [task_id], T.RETRYING)
 
 
 def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> None:
@@ -209,9 +270,14 @@ def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> Non
         return
     now = timezone.now()
     if not move_tasks(
-        TaskRun.objects.filter(pk=task_id), T.SUCCESS, result=result, finished_at=now
+        TaskRun.objects.filter(pk=task_id),
+        T.SUCCESS,
+        from_=ACTIVE_TASK,
+        result=result,
+        finished_at=now,
     ):
-        return  # already recorded (a redelivered message) or canceled
+        return  # already recorded (a message delivered twice), or canceled
+    _changed(workflow_id, [task_id], T.SUCCESS)
     Workflow.objects.filter(pk=workflow_id).update(
         tasks_finished=F("tasks_finished") + 1, tasks_succeeded=F("tasks_succeeded") + 1
     )
@@ -221,10 +287,26 @@ def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> Non
     if children.update(waiting=F("waiting") - 1):
         claim = uuid.uuid4()
         if move_tasks(children.filter(waiting=0), T.QUEUED, queued_at=now, claim=claim):
-            ready = TaskRun.objects.filter(workflow_id=workflow_id, claim=claim)
+            ready = list(children.filter(claim=claim))
+            _changed(workflow_id, [r.pk for r in ready], T.QUEUED)
             dispatch(ready, {node: result})
             return  # a child is queued: the run cannot be finished
     _finish_if_done(workflow_id)
+
+
+def hook_succeeded(task_id: str, value: Any) -> None:
+    """A hook's run is recorded; it never changes its workflow's outcome."""
+    try:
+        result = round_trip(value)
+    except (TypeError, ValueError):
+        result = repr(value)
+    move_tasks(
+        TaskRun.objects.filter(pk=task_id),
+        T.SUCCESS,
+        from_=ACTIVE_TASK,
+        result=result,
+        finished_at=timezone.now(),
+    )
 
 
 def task_failed(task_id: str, exception: BaseException | None, traceback: str = "") -> None:
@@ -237,29 +319,55 @@ def task_failed(task_id: str, exception: BaseException | None, traceback: str = 
         **_exception_fields(exception, traceback),
     )
     if not failed:
-        return  # not a workflow task, or already finished
-    workflow_id = TaskRun.objects.filter(pk=task_id).values_list("workflow_id", flat=True).get()
-    doomed = descendants(workflow_id, task_id)
+        return  # not a workflow task, or already finished (or canceled)
+    run = TaskRun.objects.get(pk=task_id)
+    _record_attempt(run, T.FAILURE)
+    _changed(run.workflow_id, [task_id], T.FAILURE)
+    if run.is_hook:
+        return
+    doomed = descendants(run.workflow_id, [run.pk])
     skipped = (
         move_tasks(TaskRun.objects.filter(pk__in=doomed), T.UPSTREAM_FAILED, finished_at=now)
         if doomed
         else 0
     )
-    Workflow.objects.filter(pk=workflow_id).update(
+    if skipped:
+        _changed(run.workflow_id, doomed, T.UPSTREAM_FAILED)
+    Workflow.objects.filter(pk=run.workflow_id).update(
         tasks_finished=F("tasks_finished") + 1 + skipped, tasks_failed=F("tasks_failed") + 1
     )
-    _finish_if_done(workflow_id)
+    _finish_if_done(run.workflow_id)
 
 
-def descendants(workflow_id: Any, task_id: Any) -> list:
-    """Ids of every task run downstream of ``task_id`` (one query for the edges)."""
+def _record_attempt(run: TaskRun, status: str) -> None:
+    TaskAttempt.objects.create(
+        task_run=run,
+        attempt=run.attempts,
+        status=status,
+        exception_type=run.exception_type,
+        exception_message=run.exception_message,
+        traceback=run.traceback,
+        worker=run.worker,
+        started_at=run.started_at,
+    )
+
+
+def _edges(workflow_id: Any) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(child, parent) pairs of a run, in one query."""
+    return list(
+        Edge.objects.filter(from_taskrun__workflow_id=workflow_id).values_list(
+            "from_taskrun_id", "to_taskrun_id"
+        )
+    )
+
+
+def descendants(workflow_id: Any, task_ids: Iterable[Any]) -> list:
+    """Ids of every task run downstream of ``task_ids``."""
     children = defaultdict(list)
-    for child, parent in Edge.objects.filter(from_taskrun__workflow_id=workflow_id).values_list(
-        "from_taskrun_id", "to_taskrun_id"
-    ):
+    for child, parent in _edges(workflow_id):
         children[parent].append(child)
     seen: set = set()
-    frontier = [uuid.UUID(str(task_id))]
+    frontier = [uuid.UUID(str(t)) for t in task_ids]
     while frontier:
         frontier = [c for p in frontier for c in children[p] if c not in seen]
         seen.update(frontier)
@@ -270,7 +378,7 @@ def _finish_if_done(workflow_id: Any) -> None:
     """Close the run when its counters say every task has finished."""
     row = (
         Workflow.objects.filter(pk=workflow_id, status=W.RUNNING)
-        .values("tasks_total", "tasks_finished", "tasks_failed", "result_ref")
+        .values("name", "tasks_total", "tasks_finished", "tasks_failed", "result_ref")
         .first()
     )
     if row is None or row["tasks_finished"] < row["tasks_total"]:
@@ -278,16 +386,53 @@ def _finish_if_done(workflow_id: Any) -> None:
     run = Workflow.objects.filter(pk=workflow_id)
     now = timezone.now()
     if row["tasks_failed"]:
-        move_workflow(run, W.FAILURE, finished=now)
+        status, result = W.FAILURE, None
+        moved = move_workflow(run, W.FAILURE, finished=now)
+    else:
+        status = W.SUCCESS
+        result = resolve(row["result_ref"], _results(workflow_id, referenced(row["result_ref"])))
+        moved = move_workflow(run, W.SUCCESS, result=result, finished=now)
+    if moved:
+        workflow_finished.send(Workflow, workflow_id=workflow_id, name=row["name"], status=status)
+        _call_hook(workflow_id, row["name"], status, result, row["tasks_total"])
+
+
+def _call_hook(workflow_id: Any, name: str, status: str, result: Any, total: int) -> None:
+    """Send the definition's on_success / on_failure hook as a recorded task run."""
+    definition = registry._definitions.get(name)
+    hook = definition and (definition.on_success if status == W.SUCCESS else definition.on_failure)
+    if not hook:
         return
-    ref = row["result_ref"]
-    nodes = referenced(ref)
-    results = dict(
-        TaskRun.objects.filter(workflow_id=workflow_id, node__in=nodes).values_list(
-            "node", "result"
+    if status == W.SUCCESS:
+        argument = result
+    else:
+        failed = (
+            TaskRun.objects.filter(workflow_id=workflow_id, status=T.FAILURE, is_hook=False)
+            .order_by("finished_at")
+            .first()
         )
+        argument = failed and {
+            "task_run": str(failed.pk),
+            "task": failed.task,
+            "exception_type": failed.exception_type,
+            "exception_message": failed.exception_message,
+        }
+    hooks = TaskRun.objects.filter(workflow_id=workflow_id, is_hook=True).count()
+    run = TaskRun.objects.create(
+        workflow_id=workflow_id,
+        node=total + hooks,
+        task=hook.task,
+        args=[str(workflow_id), argument, *hook.args],
+        kwargs=dict(hook.kwargs),
+        options={k: v for k, v in hook.options.items() if k in ("queue", "priority")},
+        is_hook=True,
+        status=T.QUEUED,
+        queued_at=timezone.now(),
     )
-    move_workflow(run, W.SUCCESS, result=resolve(ref, results), finished=now)
+    try:
+        dispatch([run], {})
+    except OperationalError:
+        logger.exception("Could not send the %s hook of workflow %s", status, workflow_id)
 
 
 def _exception_fields(exception: BaseException | None, traceback: str) -> dict[str, str]:
@@ -298,3 +443,307 @@ def _exception_fields(exception: BaseException | None, traceback: str) -> dict[s
         "exception_message": str(exception),
         "traceback": traceback or "",
     }
+
+
+# -- operations -----------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What an operation runs again and which stored results it reuses."""
+
+    workflow_id: Any
+    rerun: list[dict] = field(default_factory=list)
+    reused: list[dict] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def _refuse(what: str, obj: Any, needs: Iterable[str]) -> InvalidState:
+    kind = "workflow" if isinstance(obj, Workflow) else "task run"
+    return InvalidState(
+        f"Cannot {what} {kind} {obj.pk}: it is {obj.status} "
+        f"({what} needs {' or '.join(sorted(needs))}).",
+        status=obj.status,
+    )
+
+
+def resume(workflow: Workflow, dry_run: bool = False) -> Plan:
+    """Run again what failed, was skipped or was canceled; reuse what succeeded.
+
+    Allowed on a ``failure`` or ``canceled`` run. With ``dry_run`` nothing
+    changes and the plan is returned.
+    """
+    allowed = {W.FAILURE, W.CANCELED}
+    workflow.refresh_from_db()
+    if workflow.status not in allowed:
+        raise _refuse("resume", workflow, allowed)
+    return _reopen(
+        workflow,
+        lambda rows: {pk for pk, row in rows.items() if row["status"] in FAILED_TASK},
+        workflow_from=allowed,
+        dry_run=dry_run,
+    )
+
+
+def rerun_from(workflow: Workflow, task_run: TaskRun | str, dry_run: bool = False) -> Plan:
+    """Run ``task_run`` and everything downstream of it again, on a finished run."""
+    allowed = {W.SUCCESS, W.FAILURE, W.CANCELED}
+    workflow.refresh_from_db()
+    if workflow.status not in allowed:
+        raise _refuse("rerun", workflow, allowed)
+    start = uuid.UUID(str(getattr(task_run, "pk", task_run)))
+    if not TaskRun.objects.filter(pk=start, workflow=workflow, is_hook=False).exists():
+        raise InvalidState(f"Task run {start} is not a task of workflow {workflow.pk}.")
+    return _reopen(
+        workflow,
+        lambda rows: {start, *descendants(workflow.pk, [start])},
+        workflow_from=allowed,
+        dry_run=dry_run,
+    )
+
+
+def mark_success(task_run: TaskRun, result: Any = None) -> TaskRun:
+    """Take a failed task as succeeded with ``result``; what it blocked runs."""
+    task_run.refresh_from_db()
+    if task_run.status != T.FAILURE or task_run.is_hook:
+        raise _refuse("mark_success", task_run, {T.FAILURE})
+    result = round_trip(result)
+    workflow = task_run.workflow
+    with transaction.atomic():
+        if not move_tasks(
+            TaskRun.objects.filter(pk=task_run.pk),
+            T.SUCCESS,
+            from_={T.FAILURE},
+            result=result,
+            marked_success=True,
+            finished_at=timezone.now(),
+        ):
+            raise _refuse("mark_success", task_run, {T.FAILURE})
+        Workflow.objects.filter(pk=workflow.pk).update(
+            tasks_failed=F("tasks_failed") - 1, tasks_succeeded=F("tasks_succeeded") + 1
+        )
+        _changed(workflow.pk, [task_run.pk], T.SUCCESS)
+        _reopen(
+            workflow,
+            lambda rows: set(descendants(workflow.pk, [task_run.pk])),
+            workflow_from={W.RUNNING, W.FAILURE},
+            dry_run=False,
+        )
+    task_run.refresh_from_db()
+    return task_run
+
+
+def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) -> Plan:
+    """Put the selected task runs back to pending and send those that are ready.
+
+    A selected node whose parent outside the selection has failed stays as
+    it is (upstream_failed); nodes are visited in DAG order (node index).
+    """
+    rows = {
+        row["id"]: row
+        for row in TaskRun.objects.filter(workflow=workflow, is_hook=False).values(
+            "id", "node", "task", "status", "revoked"
+        )
+    }
+    parents = defaultdict(list)
+    for child, parent in _edges(workflow.pk):
+        parents[child].append(parent)
+    selected = select(rows)
+    after: dict = {}
+    waiting: dict = {}
+    for pk in sorted(selected, key=lambda pk: rows[pk]["node"]):
+        states = [after.get(p, rows[p]["status"]) for p in parents[pk]]
+        if any(state in FAILED_TASK for state in states):
+            continue  # still blocked by a failure outside the selection
+        after[pk] = T.PENDING
+        waiting[pk] = sum(state != T.SUCCESS for state in states)
+
+    def describe(pk):
+        row = rows[pk]
+        return {"id": str(pk), "node": row["node"], "task": row["task"], "status": row["status"]}
+
+    needed = {p for pk in after for p in parents[pk] if p not in after}
+    plan = Plan(
+        workflow_id=workflow.pk,
+        rerun=[describe(pk) for pk in sorted(after, key=lambda pk: rows[pk]["node"])],
+        reused=[describe(pk) for pk in sorted(needed, key=lambda pk: rows[pk]["node"])],
+        dry_run=dry_run,
+    )
+    if dry_run:
+        return plan
+
+    before = Counter(rows[pk]["status"] for pk in after)
+    now = timezone.now()
+    with transaction.atomic():
+        if not move_workflow(
+            Workflow.objects.filter(pk=workflow.pk),
+            W.RUNNING,
+            from_=workflow_from,
+            finished=None,
+            result=None,
+            error="",
+            tasks_finished=F("tasks_finished") - sum(before.values()),
+            tasks_failed=F("tasks_failed") - before[T.FAILURE],
+            tasks_succeeded=F("tasks_succeeded") - before[T.SUCCESS],
+        ):
+            workflow.refresh_from_db()
+            raise _refuse("reopen", workflow, workflow_from)
+        move_tasks(
+            TaskRun.objects.filter(pk__in=after),
+            T.PENDING,
+            result=None,
+            exception_type="",
+            exception_message="",
+            traceback="",
+            worker="",
+            claim=None,
+            revoked=False,
+            marked_success=False,
+            queued_at=None,
+            started_at=None,
+            finished_at=None,
+        )
+        by_count = defaultdict(list)
+        for pk, count in waiting.items():
+            by_count[count].append(pk)
+        for count, pks in by_count.items():
+            TaskRun.objects.filter(pk__in=pks).update(waiting=count)
+        claim = uuid.uuid4()
+        move_tasks(TaskRun.objects.filter(pk__in=by_count[0]), T.QUEUED, queued_at=now, claim=claim)
+        revoked = [str(pk) for pk in after if rows[pk]["revoked"]]
+        transaction.on_commit(lambda: _restart(workflow, claim, revoked))
+    workflow.refresh_from_db()
+    return plan
+
+
+def _restart(workflow: Workflow, claim: uuid.UUID, revoked: list[str]) -> None:
+    if revoked:
+        # Workers remember revoked ids for hours: lift ours before sending them again.
+        current_app.control.broadcast(
+            "django_workflows_unrevoke", arguments={"task_ids": revoked}, reply=True, timeout=1
+        )
+    workflow_started.send(Workflow, workflow_id=workflow.pk, name=workflow.name, resumed=True)
+    ready = list(TaskRun.objects.filter(workflow=workflow, claim=claim, status=T.QUEUED))
+    _changed(workflow.pk, [r.pk for r in ready], T.QUEUED)
+    dispatch(ready, {})
+    if not ready:
+        _finish_if_done(workflow.pk)
+
+
+def relaunch(workflow: Workflow, user: Any = None) -> Workflow:
+    """A new run of the same definition and payload, linked by ``relaunched_from``.
+
+    A run of a registered definition is built again from it; an ad-hoc run
+    (``launch_canvas``) is copied node for node.
+    """
+    allowed = {W.SUCCESS, W.FAILURE, W.CANCELED}
+    workflow.refresh_from_db()
+    if workflow.status not in allowed:
+        raise _refuse("relaunch", workflow, allowed)
+    if workflow.name in registry:
+        return launch(workflow.name, workflow.payload, user=user, relaunched_from=workflow)
+    runs = list(workflow.task_runs.filter(is_hook=False).order_by("node"))
+    node_of = {run.pk: run.node for run in runs}
+    parents = defaultdict(list)
+    for child, parent in _edges(workflow.pk):
+        parents[child].append(node_of[parent])
+    dag = Dag(
+        nodes=[
+            Node(
+                index=run.node,
+                task=run.task,
+                args=run.args,
+                kwargs=run.kwargs,
+                options=run.options,
+                immutable=run.immutable,
+                input=run.input,
+                parents=sorted(parents[run.pk]),
+            )
+            for run in runs
+        ],
+        result=workflow.result_ref,
+    )
+    return _create(
+        dag, name=workflow.name, payload=workflow.payload, user=user, relaunched_from=workflow
+    )
+
+
+def cancel(workflow: Workflow, terminate: bool = False) -> Workflow:
+    """Cancel the run: pending and queued tasks will never start, running ones
+    finish unrecorded (or are terminated with ``terminate=True``).
+
+    Queued tasks are not revoked: a worker that picks one up finds it
+    canceled and skips its body (see ``tracking.guard_before_start``), and
+    its id stays usable by ``resume``.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        if not move_workflow(
+            Workflow.objects.filter(pk=workflow.pk),
+            W.CANCELED,
+            from_={W.PENDING, W.RUNNING},
+            finished=now,
+        ):
+            workflow.refresh_from_db()
+            raise _refuse("cancel", workflow, {W.PENDING, W.RUNNING})
+        tasks = TaskRun.objects.filter(workflow=workflow, is_hook=False)
+        running = list(tasks.filter(status__in={T.RUNNING, T.RETRYING}))
+        pending = list(tasks.filter(status__in={T.PENDING, T.QUEUED}).values_list("pk", flat=True))
+        canceled = move_tasks(
+            tasks.filter(pk__in=[r.pk for r in running]),
+            T.CANCELED,
+            finished_at=now,
+            revoked=terminate,
+        ) + move_tasks(tasks.filter(pk__in=pending), T.CANCELED, finished_at=now)
+        for run in running:
+            _record_attempt(run, T.CANCELED)
+        Workflow.objects.filter(pk=workflow.pk).update(
+            tasks_finished=F("tasks_finished") + canceled
+        )
+        if terminate and running:
+            ids = [str(run.pk) for run in running]
+            transaction.on_commit(
+                lambda: current_app.control.revoke(ids, terminate=True, signal="SIGTERM")
+            )
+    _changed(workflow.pk, [*pending, *(r.pk for r in running)], T.CANCELED)
+    workflow_finished.send(Workflow, workflow_id=workflow.pk, name=workflow.name, status=W.CANCELED)
+    workflow.refresh_from_db()
+    return workflow
+
+
+# -- the reaper -------------------------------------------------------------------------
+
+
+class WorkerLost(Exception):
+    """The worker running a task is gone, or the task ran past its time."""
+
+
+def reap(grace: float = 30.0, timeout: float | None = None, ping_timeout: float = 2.0) -> list[str]:
+    """Fail task runs left running by workers that no longer answer, or for too long.
+
+    ``grace``: only tasks started at least that many seconds ago are checked.
+    ``timeout``: tasks running longer than that fail even if their worker
+    answers. Returns the ids of the task runs it failed; their workflows fail
+    and can be resumed.
+    """
+    now = timezone.now()
+    running = list(
+        TaskRun.objects.filter(status=T.RUNNING, started_at__lte=now - timedelta(seconds=grace))
+    )
+    if not running:
+        return []
+    alive = set()
+    for reply in current_app.control.ping(timeout=ping_timeout) or []:
+        alive.update(reply)
+    reaped = []
+    for run in running:
+        if run.worker not in alive:
+            reason = f"Worker lost: {run.worker or 'the worker'} does not answer any more."
+        elif timeout is not None and run.started_at <= now - timedelta(seconds=timeout):
+            reason = f"Timed out: still running after {timeout:g} s on {run.worker}."
+        else:
+            continue
+        logger.warning("Reaping task run %s (%s): %s", run.pk, run.task, reason)
+        task_failed(str(run.pk), WorkerLost(reason))
+        reaped.append(str(run.pk))
+    return reaped

@@ -40,3 +40,11 @@ class DefinitionError(WorkflowError):
 
 class BrokerUnavailable(WorkflowError, ConnectionError):
     """The broker could not be reached to dispatch the workflow's first tasks."""
+
+
+class InvalidState(WorkflowError):
+    """The operation makes no sense in the run's (or task run's) current state."""
+
+    def __init__(self, message: str, status: str = "") -> None:
+        self.status = status
+        super().__init__(message)

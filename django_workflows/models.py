@@ -2,7 +2,7 @@
 
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
@@ -30,6 +30,9 @@ class TaskRunStatus(models.TextChoices):
     CANCELED = "canceled", _("Canceled")
 
 
+if TYPE_CHECKING:
+    from .engine import Plan
+
 FINISHED_WORKFLOW = (WorkflowStatus.SUCCESS, WorkflowStatus.FAILURE, WorkflowStatus.CANCELED)
 
 
@@ -52,6 +55,8 @@ class Workflow(models.Model):
     #: (nested) list of them, as the canvas's AsyncResult.get() would nest it.
     result_ref = models.JSONField(_("result reference"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True)
+    #: A launch with the same name and key returns this run instead of a new one.
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, blank=True)
     created = models.DateTimeField(_("created"), auto_now_add=True)
     started = models.DateTimeField(_("started"), null=True, blank=True)
     finished = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -81,6 +86,13 @@ class Workflow(models.Model):
         verbose_name = _("workflow run")
         verbose_name_plural = _("workflow runs")
         ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="dw_workflow_unique_idempotency_key",
+            ),
+        ]
         indexes = [
             models.Index(fields=["-created"], name="dw_workflow_created"),
             models.Index(fields=["status", "-created"], name="dw_workflow_status"),
@@ -111,6 +123,32 @@ class Workflow(models.Model):
             time.sleep(interval)
             self.refresh_from_db()
         return self
+
+    # Operations: see django_workflows.engine for what each guarantees.
+
+    def resume(self, dry_run: bool = False) -> "Plan":
+        """Run again what failed or was canceled, reusing the stored results."""
+        from .engine import resume
+
+        return resume(self, dry_run=dry_run)
+
+    def rerun_from(self, task_run: "TaskRun | str") -> "Plan":
+        """Run ``task_run`` and everything downstream of it again."""
+        from .engine import rerun_from
+
+        return rerun_from(self, task_run)
+
+    def relaunch(self, user: Any = None) -> "Workflow":
+        """Start a new run of the same definition with the same payload."""
+        from .engine import relaunch
+
+        return relaunch(self, user=user)
+
+    def cancel(self, terminate: bool = False) -> "Workflow":
+        """Stop the run: nothing starts after this returns."""
+        from .engine import cancel
+
+        return cancel(self, terminate=terminate)
 
 
 class TaskRun(models.Model):
@@ -146,6 +184,12 @@ class TaskRun(models.Model):
     exception_message = models.TextField(_("exception message"), blank=True)
     traceback = models.TextField(_("traceback"), blank=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    #: An operator set the result by hand (TaskRun.mark_success).
+    marked_success = models.BooleanField(_("marked as succeeded"), default=False)
+    #: Revoked with terminate by a cancel: workers remember that id until resume lifts it.
+    revoked = models.BooleanField(_("revoked"), default=False)
+    #: An on_success / on_failure hook of the definition, not a node of the DAG.
+    is_hook = models.BooleanField(_("hook"), default=False)
     worker = models.CharField(_("worker"), max_length=255, blank=True)
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
@@ -165,3 +209,34 @@ class TaskRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task} [{self.pk}]"
+
+    def mark_success(self, result: Any = None) -> "TaskRun":
+        """Take this failed task as succeeded with ``result``; its descendants run."""
+        from .engine import mark_success
+
+        return mark_success(self, result)
+
+
+class TaskAttempt(models.Model):
+    """An attempt of a task run that did not succeed: kept when the run retries,
+    fails, is resumed or marked as succeeded, so no error is ever lost."""
+
+    task_run = models.ForeignKey(
+        TaskRun, verbose_name=_("task run"), on_delete=models.CASCADE, related_name="history"
+    )
+    attempt = models.PositiveIntegerField(_("attempt"))
+    status = models.CharField(_("status"), max_length=20, choices=TaskRunStatus)
+    exception_type = models.CharField(_("exception type"), max_length=255, blank=True)
+    exception_message = models.TextField(_("exception message"), blank=True)
+    traceback = models.TextField(_("traceback"), blank=True)
+    worker = models.CharField(_("worker"), max_length=255, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    recorded_at = models.DateTimeField(_("recorded"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("task attempt")
+        verbose_name_plural = _("task attempts")
+        ordering = ["task_run", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.task_run_id} #{self.attempt} {self.status}"

@@ -8,25 +8,33 @@ attribute lookup (a failure costs one indexed UPDATE that matches nothing).
 from typing import Any
 
 from celery import signals
+from celery.app.task import Task
+from celery.exceptions import Ignore, TaskRevokedError
+from celery.worker.control import control_command
 
 from . import engine
 
-
-def _run_of(task: Any) -> tuple[str, int] | tuple[None, None]:
-    request = task.request
-    return getattr(request, engine.RUN_HEADER, None), getattr(request, engine.NODE_HEADER, None)
+#: Set on ``task.request`` by the prerun handler when the task must not run.
+SKIP = "django_workflows_skip"
 
 
 def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs: Any) -> None:
-    run, _ = _run_of(task)
-    if run:
-        engine.task_started(task_id, task.request.hostname)
+    run = getattr(task.request, engine.RUN_HEADER, None)
+    if run and not engine.task_started(task_id, run, task.request.hostname):
+        # Canceled, or already done (the same message delivered twice).
+        setattr(task.request, SKIP, True)
 
 
 def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
-    run, node = _run_of(sender)
-    if run:
-        engine.task_succeeded(sender.request.id, run, node, result)
+    request = sender.request
+    run = getattr(request, engine.RUN_HEADER, None)
+    if not run:
+        return
+    node = getattr(request, engine.NODE_HEADER, None)
+    if node is None:
+        engine.hook_succeeded(request.id, result)
+    else:
+        engine.task_succeeded(request.id, run, node, result)
 
 
 def on_retry(
@@ -50,12 +58,39 @@ def on_failure(
 
 
 def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
-    from celery.exceptions import TaskRevokedError
-
-    reason = "terminated" if kwargs.get("terminated") else "revoked"
-    if kwargs.get("expired"):
-        reason = "expired"
+    reason = "expired" if kwargs.get("expired") else "revoked"
+    if kwargs.get("terminated"):
+        reason = "terminated"
     engine.task_failed(request.id, TaskRevokedError(f"The task was {reason}."))
+
+
+def guard_before_start(self: Task, task_id: str, args: Any, kwargs: Any) -> None:
+    """Skip the body of a task the prerun handler found canceled or done.
+
+    Installed as ``celery.app.task.Task.before_start`` (Celery's own hook
+    for this, which it detects as patched), so it covers every task without
+    changing it. A task class that defines its own ``before_start`` must
+    call ``super().before_start(...)`` to keep this guard.
+    """
+    if getattr(self.request, SKIP, False):
+        raise Ignore(f"Task {task_id} belongs to a canceled or finished workflow run: skipped.")
+    return _celery_before_start(self, task_id, args, kwargs)
+
+
+_celery_before_start = Task.before_start
+
+
+@control_command(
+    args=[("task_ids", list)],
+    signature="<task_id> [task_id ...]",
+)
+def django_workflows_unrevoke(state: Any, task_ids: list[str]) -> dict[str, str]:
+    """Forget revoked ids, so that ``resume`` can send those task runs again."""
+    from celery.worker.state import revoked
+
+    for task_id in task_ids:
+        revoked.discard(task_id)
+    return {"ok": f"{len(task_ids)} task ids no longer revoked"}
 
 
 def connect() -> None:
@@ -66,3 +101,4 @@ def connect() -> None:
     signals.task_retry.connect(on_retry, dispatch_uid=f"{uid}.retry", weak=False)
     signals.task_failure.connect(on_failure, dispatch_uid=f"{uid}.failure", weak=False)
     signals.task_revoked.connect(on_revoked, dispatch_uid=f"{uid}.revoked", weak=False)
+    Task.before_start = guard_before_start

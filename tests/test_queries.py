@@ -34,7 +34,7 @@ def lifecycle_queries(wf, node: int, value) -> int:
     with connection.execute_wrapper(
         lambda execute, sql, *args: queries.append(sql) or execute(sql, *args)
     ):
-        engine.task_started(str(run.pk), "w1")
+        engine.task_started(str(run.pk), str(wf.pk), "w1")
         engine.task_succeeded(str(run.pk), str(wf.pk), node, value)
     return len(queries)
 
@@ -76,7 +76,7 @@ def test_parents_finishing_at_once_claim_the_join_exactly_once(sent):
     def finish(run):
         try:
             barrier.wait()
-            engine.task_started(str(run.pk), "w")
+            engine.task_started(str(run.pk), str(wf.pk), "w")
             engine.task_succeeded(str(run.pk), str(wf.pk), run.node, run.node)
         finally:
             connection.close()
