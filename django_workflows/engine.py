@@ -164,32 +164,12 @@ def _start(workflow: Workflow, roots: list[TaskRun]) -> None:
         return
     try:
         dispatch(roots, {})
-    except OperationalError as exc:
-        message = f"The broker could not be reached to send the first tasks: {exc}"
-        _abort(workflow, message)
-        raise BrokerUnavailable(message) from exc
-
-
-def _abort(workflow: Workflow, message: str) -> None:
-    """Record that a run could not start, so it never looks alive."""
-    now = timezone.now()
-    runs = TaskRun.objects.filter(workflow=workflow)
-    failed = move_tasks(
-        runs,
-        T.FAILURE,
-        from_={T.QUEUED},
-        exception_type=BrokerUnavailable.__name__,
-        exception_message=message,
-        finished_at=now,
-    )
-    skipped = move_tasks(runs, T.UPSTREAM_FAILED, finished_at=now)
-    Workflow.objects.filter(pk=workflow.pk).update(
-        tasks_finished=F("tasks_finished") + failed + skipped,
-        tasks_failed=F("tasks_failed") + failed,
-    )
-    move_workflow(Workflow.objects.filter(pk=workflow.pk), W.FAILURE, error=message, finished=now)
-    workflow.refresh_from_db()
-    workflow_finished.send(Workflow, workflow_id=workflow.pk, name=workflow.name, status=W.FAILURE)
+    except BrokerUnavailable as exc:
+        # dispatch failed every root it could not send: the run is a failure now.
+        message = f"The broker could not be reached to send the first tasks: {exc.__cause__}"
+        Workflow.objects.filter(pk=workflow.pk).update(error=message)
+        workflow.refresh_from_db()
+        raise BrokerUnavailable(message) from exc.__cause__
 
 
 # -- dispatch -------------------------------------------------------------------------
@@ -209,14 +189,22 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
         results = {**results, **_results(runs[0].workflow_id, needed)}
     app = current_app
     with app.producer_or_acquire() as producer:
-        for run in runs:
+        for position, run in enumerate(runs):
             args = run.args if run.input is None else [resolve(run.input, results), *run.args]
             options = dict(run.options)
             headers = {**options.pop("headers", {}), RUN_HEADER: str(run.workflow_id)}
             headers[HOOK_HEADER if run.is_hook else NODE_HEADER] = run.node
-            app.signature(run.task, args=args, kwargs=run.kwargs, options=options).apply_async(
-                task_id=str(run.pk), headers=headers, producer=producer
-            )
+            signature = app.signature(run.task, args=args, kwargs=run.kwargs, options=options)
+            try:
+                signature.apply_async(task_id=str(run.pk), headers=headers, producer=producer)
+            except OperationalError as exc:
+                # Nothing more can be sent: fail what was claimed, so no run looks alive.
+                for unsent in runs[position:]:
+                    task_failed(str(unsent.pk), exc)
+                raise BrokerUnavailable(f"The broker could not be reached: {exc}") from exc
+            except Exception as exc:  # e.g. TypeError: the arguments do not fit the task
+                logger.warning("Could not send task run %s (%s): %r", run.pk, run.task, exc)
+                task_failed(str(run.pk), exc)
 
 
 def _results(workflow_id: Any, nodes: Iterable[int]) -> dict[int, Any]:
@@ -234,7 +222,7 @@ def _changed(workflow_id: Any, ids: Iterable[Any], status: str) -> None:
 # -- transitions reported by the worker ------------------------------------------------
 
 
-def task_started(task_id: str, workflow_id: str, worker: str) -> bool:
+def task_started(task_id: str, workflow_id: str, worker: str, retries: int = 0) -> bool:
     """Record the start; ``False`` means the task must not run (canceled, done)."""
     started = move_tasks(
         TaskRun.objects.filter(pk=task_id),
@@ -242,18 +230,35 @@ def task_started(task_id: str, workflow_id: str, worker: str) -> bool:
         started_at=timezone.now(),
         worker=worker or "",
         attempts=F("attempts") + 1,
+        retries=retries,
     )
     if started:
         _changed(workflow_id, [task_id], T.RUNNING)
     return bool(started)
 
 
-def task_retrying(task_id: str, exception: BaseException | None, traceback: str = "") -> None:
-    if move_tasks(
-        TaskRun.objects.filter(pk=task_id), T.RETRYING, **_exception_fields(exception, traceback)
-    ):
-        run = TaskRun.objects.get(pk=task_id)
-        _record_attempt(run, T.RETRYING)
+def task_retrying(
+    task_id: str, retries: int, exception: BaseException | None, traceback: str = ""
+) -> None:
+    """Attempt ``retries + 1`` failed and is retried.
+
+    Celery sends the retry's message before it reports the retry, so the
+    next attempt may already have started: the status only moves if the row
+    still belongs to the attempt that failed.
+    """
+    fields = _exception_fields(exception, traceback)
+    run = TaskRun.objects.filter(pk=task_id).only("workflow_id", "worker", "started_at").first()
+    if run is None:
+        return
+    TaskAttempt.objects.create(
+        task_run_id=task_id,
+        attempt=retries + 1,
+        status=T.RETRYING,
+        worker=run.worker,
+        started_at=run.started_at,
+        **fields,
+    )
+    if move_tasks(TaskRun.objects.filter(pk=task_id, retries=retries), T.RETRYING, **fields):
         _changed(run.workflow_id, [task_id], T.RETRYING)
 
 

@@ -184,6 +184,8 @@ class TaskRun(models.Model):
     exception_message = models.TextField(_("exception message"), blank=True)
     traceback = models.TextField(_("traceback"), blank=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    #: Celery's retry count of the attempt that started last (request.retries).
+    retries = models.PositiveIntegerField(_("retries"), default=0)
     #: An operator set the result by hand (TaskRun.mark_success).
     marked_success = models.BooleanField(_("marked as succeeded"), default=False)
     #: Revoked with terminate by a cancel: workers remember that id until resume lifts it.

@@ -19,8 +19,9 @@ SKIP = "django_workflows_skip"
 
 
 def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs: Any) -> None:
-    run = getattr(task.request, engine.RUN_HEADER, None)
-    if run and not engine.task_started(task_id, run, task.request.hostname):
+    request = task.request
+    run = getattr(request, engine.RUN_HEADER, None)
+    if run and not engine.task_started(task_id, run, request.hostname, request.retries or 0):
         # Canceled, or already done (the same message delivered twice).
         setattr(task.request, SKIP, True)
 
@@ -42,7 +43,9 @@ def on_retry(
 ) -> None:
     if getattr(request, engine.RUN_HEADER, None):
         exception = reason if isinstance(reason, BaseException) else None
-        engine.task_retrying(request.id, exception, getattr(einfo, "traceback", ""))
+        engine.task_retrying(
+            request.id, request.retries or 0, exception, getattr(einfo, "traceback", "")
+        )
 
 
 def on_failure(

@@ -1,10 +1,11 @@
 """Small tasks for the tests. Each records its execution as a Call row."""
 
+import os
 import time
 
 from celery import shared_task
 
-from .models import Call
+from .models import Call, Switch
 
 
 def _record(task, args, kwargs) -> None:
@@ -13,6 +14,7 @@ def _record(task, args, kwargs) -> None:
         args=list(args),
         kwargs=kwargs,
         task_id=task.request.id or "",
+        pid=os.getpid(),
     )
 
 
@@ -82,3 +84,55 @@ def not_json_unstored(self, *args):
 def bench_noop(*args):
     """Does nothing, records nothing: what a hop costs is all that is left."""
     return 1
+
+
+@shared_task(bind=True)
+def gate(self, value, key="gate"):
+    """Fails until the test turns Switch(key) on; then passes ``value`` on."""
+    _record(self, (value,), {"key": key})
+    if not Switch.objects.filter(key=key).exists():
+        raise RuntimeError(f"gate {key} is closed")
+    return value
+
+
+@shared_task(bind=True, max_retries=5)
+def retry_twice(self, value):
+    """Retries with self.retry twice, then returns ``value``."""
+    _record(self, (value,), {})
+    if self.request.retries < 2:
+        raise self.retry(exc=ConnectionError(f"try {self.request.retries}"), countdown=0.05)
+    return value
+
+
+@shared_task(
+    bind=True,
+    autoretry_for=(ConnectionError,),
+    retry_backoff=0.05,
+    retry_backoff_max=0.1,
+    retry_jitter=False,
+    max_retries=5,
+)
+def autoretry_twice(self, value):
+    _record(self, (value,), {})
+    if self.request.retries < 2:
+        raise ConnectionError(f"try {self.request.retries}")
+    return value
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def nap_acks_late(self, seconds, value=None):
+    """Sleeps on its first delivery only; a redelivery returns at once."""
+    first = not Call.objects.filter(task_id=self.request.id).exists()
+    _record(self, (seconds,), {})
+    if first:
+        time.sleep(seconds)
+    return value
+
+
+@shared_task(bind=True)
+def nap_unless(self, seconds, key="awake", value=None):
+    """Sleeps ``seconds`` unless Switch(key) is on."""
+    _record(self, (seconds,), {"key": key})
+    if not Switch.objects.filter(key=key).exists():
+        time.sleep(seconds)
+    return value

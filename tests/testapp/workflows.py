@@ -2,7 +2,7 @@ from celery import group
 
 from django_workflows import workflow
 
-from .tasks import add, fail, tsum
+from .tasks import add, collect, fail, tsum
 
 SCHEMA = {
     "type": "object",
@@ -26,3 +26,17 @@ def arith(payload):
 def breaks(payload):
     """A chain whose second step fails."""
     return add.s(1, 1) | fail.s(message=payload.get("message", "boom")) | add.s(1)
+
+
+@workflow("hooked", on_success=collect.s("on_success"), on_failure=collect.s("on_failure"))
+def hooked(payload):
+    """Calls its hooks: collect records what they received."""
+    if payload.get("fail"):
+        return add.s(1, 1) | fail.s(message="hooked failure")
+    return add.s(1, 1) | add.s(1)
+
+
+@workflow("bad_hook", on_success=fail.s(message="the hook broke"))
+def bad_hook(payload):
+    """Succeeds; its on_success hook raises."""
+    return add.s(2, 2)
