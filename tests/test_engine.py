@@ -125,3 +125,14 @@ def test_empty_group_finishes_at_once():
     wf = launch_canvas(group([]))
     wf.refresh_from_db()
     assert (wf.status, wf.result, wf.tasks_total) == (W.SUCCESS, [], 0)
+
+
+def test_a_child_whose_arguments_do_not_fit_fails_clearly_instead_of_hanging(worker):
+    # nap returns None, which the chain prepends: add(None, 1, 1) cannot be called.
+    wf = launch_canvas(nap.s(0) | add.s(1, 1) | add.s(1)).wait(timeout=30)
+
+    assert wf.status == W.FAILURE
+    bad = wf.task_runs.get(node=1)
+    assert (bad.status, bad.exception_type) == (T.FAILURE, "TypeError")
+    assert "positional arguments" in bad.exception_message
+    assert statuses(wf)[2] == T.UPSTREAM_FAILED

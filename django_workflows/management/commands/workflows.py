@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import engine
@@ -46,7 +47,7 @@ class Command(BaseCommand):
     def _run(self, id: str) -> Workflow:
         try:
             return Workflow.objects.get(pk=id)
-        except (Workflow.DoesNotExist, ValueError, Exception) as exc:
+        except (Workflow.DoesNotExist, ValidationError) as exc:  # unknown, or not a UUID
             raise CommandError(f"No workflow run {id!r}.") from exc
 
     def do_reap(self, grace: float | None, timeout: float | None, **options: Any) -> None:

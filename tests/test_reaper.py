@@ -1,0 +1,65 @@
+"""The reaper: no run stays running forever when its worker dies whole."""
+
+import os
+import signal
+
+import pytest
+from django.core.management import call_command
+
+from django_workflows import launch_canvas
+from django_workflows.engine import reap
+from django_workflows.models import TaskRunStatus as T
+from django_workflows.models import WorkflowStatus as W
+from tests.test_operations import node, until
+from tests.testapp.models import Call
+from tests.testapp.tasks import add, nap
+from tests.worker import start_worker, stop_worker
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_task_on_a_worker_killed_whole_is_reaped_and_the_run_resumes(worker, tmp_path):
+    doomed = start_worker(tmp_path / "doomed.log", "-Q", "doomed", concurrency=1)
+    try:
+        wf = launch_canvas(nap.s(30, value=1).set(queue="doomed") | add.s(1))
+        until(lambda: Call.objects.filter(task="nap").exists(), what="the nap to start")
+        for pid in (Call.objects.get(task="nap").pid, doomed.pid):
+            os.kill(pid, signal.SIGKILL)
+        doomed.wait()
+        assert node(wf, 0).status == T.RUNNING  # nobody is left to say otherwise
+
+        assert reap(grace=0, ping_timeout=1) == [str(node(wf, 0).pk)]
+
+        wf.refresh_from_db()
+        lost = node(wf, 0)
+        assert (wf.status, lost.status, lost.exception_type) == (W.FAILURE, T.FAILURE, "WorkerLost")
+        assert "does not answer" in lost.exception_message
+        assert node(wf, 1).status == T.UPSTREAM_FAILED
+    finally:
+        stop_worker(doomed)
+
+    # the operator sends it to a live queue with a shorter nap, and resumes
+    type(lost).objects.filter(pk=lost.pk).update(args=[0.01], options={})
+    wf.resume()
+    assert wf.wait().status == W.SUCCESS and wf.result == 2
+
+
+def test_a_task_running_past_the_timeout_is_reaped_by_the_command(worker, capsys):
+    wf = launch_canvas(nap.s(3) | add.si(1, 1))
+    until(lambda: node(wf, 0).status == T.RUNNING, what="the nap to start")
+
+    call_command("workflows", "reap", "--grace", "0", "--timeout", "0.01")
+
+    assert f"failed {node(wf, 0).pk}" in capsys.readouterr().out
+    slow = node(wf, 0)
+    assert (slow.status, slow.exception_type) == (T.FAILURE, "WorkerLost")
+    assert "Timed out" in slow.exception_message
+    wf.refresh_from_db()
+    assert wf.status == W.FAILURE
+
+
+def test_the_reaper_leaves_tasks_of_live_workers_alone(worker):
+    wf = launch_canvas(nap.s(1) | add.si(1, 1))
+    until(lambda: node(wf, 0).status == T.RUNNING, what="the nap to start")
+    assert reap(grace=0, ping_timeout=1) == []
+    assert wf.wait().status == W.SUCCESS
