@@ -52,6 +52,9 @@ def main() -> int:
         "worker": [*celery, "worker", "-l", "info", "-c", "2", "--without-gossip"],
         "beat": [*celery, "beat", "-l", "info"],
     }
+    # Ctrl-C (or SIGTERM) reaches only this process, which stops the others in order.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     processes = {
         name: subprocess.Popen(command, cwd=EXAMPLE, env=env, start_new_session=True)
         for name, command in commands.items()
