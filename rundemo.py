@@ -26,7 +26,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
     options = parser.parse_args()
-    python = ensure_venv(extras="")
+    python = ensure_venv(extras="api")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "example_project.settings",
