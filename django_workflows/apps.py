@@ -9,7 +9,7 @@ class DjangoWorkflowsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import tracking
+        from . import schedules, tracking  # noqa: F401 - schedules connects its receiver
 
         tracking.connect()
         # Definitions live in ``workflows.py`` of installed apps, like tasks.py.

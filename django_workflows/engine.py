@@ -52,6 +52,7 @@ def launch(
     user: Any = None,
     idempotency_key: str | None = None,
     relaunched_from: Workflow | None = None,
+    schedule: Any = None,
 ) -> Workflow:
     """Start a run of the registered workflow ``name`` with ``payload``.
 
@@ -74,6 +75,7 @@ def launch(
         user=user,
         idempotency_key=idempotency_key or "",
         relaunched_from=relaunched_from,
+        schedule=schedule,
     )
 
 

@@ -68,6 +68,14 @@ class Workflow(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    schedule = models.ForeignKey(
+        "WorkflowSchedule",
+        verbose_name=_("schedule"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+    )
     relaunched_from = models.ForeignKey(
         "self",
         verbose_name=_("relaunched from"),
@@ -242,3 +250,76 @@ class TaskAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_run_id} #{self.attempt} {self.status}"
+
+
+class OverlapPolicy(models.TextChoices):
+    ALLOW = "allow", _("Start regardless")
+    SKIP = "skip", _("Skip while the last run is going")
+    CANCEL_PREVIOUS = "cancel_previous", _("Cancel the last run and start a new one")
+
+
+class WorkflowSchedule(models.Model):
+    """What beat does not know about a scheduled workflow.
+
+    The schedule itself (interval, crontab, solar, clocked), enabled, start
+    and expiry live in the linked django-celery-beat ``PeriodicTask``, whose
+    task is ``django_workflows.launch_workflow`` with kwargs ``name`` and
+    ``payload``: beat's admin and DatabaseScheduler see it as any other.
+    """
+
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        verbose_name=_("periodic task"),
+        on_delete=models.CASCADE,
+        related_name="workflow_schedule",
+    )
+    definition = models.CharField(_("workflow"), max_length=200)
+    overlap = models.CharField(
+        _("overlap"), max_length=20, choices=OverlapPolicy, default=OverlapPolicy.ALLOW
+    )
+
+    class Meta:
+        verbose_name = _("workflow schedule")
+        verbose_name_plural = _("workflow schedules")
+        ordering = ["periodic_task__name"]
+
+    def __str__(self) -> str:
+        return self.periodic_task.name
+
+
+class ScheduleFire(models.Model):
+    """One time beat fired a workflow schedule, and what came of it."""
+
+    class Outcome(models.TextChoices):
+        LAUNCHED = "launched", _("Launched")
+        SKIPPED = "skipped", _("Skipped")
+        FAILED = "failed", _("Failed")
+
+    schedule = models.ForeignKey(
+        WorkflowSchedule,
+        verbose_name=_("schedule"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="fires",
+    )
+    periodic_task_name = models.CharField(_("periodic task"), max_length=200, blank=True)
+    fired_at = models.DateTimeField(_("fired"), auto_now_add=True)
+    outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome)
+    workflow = models.ForeignKey(
+        Workflow,
+        verbose_name=_("run"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    message = models.TextField(_("message"), blank=True)
+
+    class Meta:
+        verbose_name = _("schedule fire")
+        verbose_name_plural = _("schedule fires")
+        ordering = ["-fired_at"]
+
+    def __str__(self) -> str:
+        return f"{self.periodic_task_name} {self.outcome} {self.fired_at:%Y-%m-%d %H:%M:%S}"

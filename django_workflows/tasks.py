@@ -10,3 +10,15 @@ from .conf import get_setting
 def reap() -> list[str]:
     """Fail task runs whose worker is gone or that ran too long (run it from beat)."""
     return engine.reap(grace=get_setting("REAPER_GRACE"), timeout=get_setting("TASK_TIMEOUT"))
+
+
+@shared_task(bind=True, name="django_workflows.launch_workflow")
+def launch_workflow(self, name: str, payload: dict | None = None) -> str | None:
+    """Launch a registered workflow: what beat runs for a workflow schedule.
+
+    Schedule it from beat's own admin with kwargs ``{"name": ..., "payload": {...}}``,
+    or from the "Workflow schedules" admin, which adds an overlap policy.
+    """
+    from .schedules import fire
+
+    return fire(name, payload, periodic_task_name=getattr(self.request, "periodic_task_name", None))

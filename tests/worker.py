@@ -60,3 +60,26 @@ def stop_worker(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def start_beat(log: Path, max_interval: int = 1) -> subprocess.Popen:
+    """Start ``celery beat`` with django-celery-beat's DatabaseScheduler on the current database."""
+    from django.db import connection
+
+    environ = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+        "DW_DB_NAME": connection.settings_dict["NAME"],
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example_project")]),
+    }
+    handle = log.open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "example_project", "beat", "-l", "debug",
+            "-S", "django_celery_beat.schedulers:DatabaseScheduler",
+            "--max-interval", str(max_interval), "--pidfile=",
+        ],
+        cwd=ROOT, env=environ, stdout=handle, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    _wait_for(log, "beat: Starting", proc, timeout=60)
+    return proc

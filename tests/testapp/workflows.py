@@ -2,7 +2,7 @@ from celery import group
 
 from django_workflows import workflow
 
-from .tasks import add, collect, fail, tsum
+from .tasks import add, collect, fail, nap, tsum
 
 SCHEMA = {
     "type": "object",
@@ -40,3 +40,12 @@ def hooked(payload):
 def bad_hook(payload):
     """Succeeds; its on_success hook raises."""
     return add.s(2, 2)
+
+
+@workflow(
+    "slow",
+    schema={"type": "object", "properties": {"seconds": {"type": "number", "minimum": 0}}},
+)
+def slow(payload):
+    """Naps, then adds: long enough to overlap with the next fire."""
+    return nap.s(payload.get("seconds", 1), value=1) | add.s(1)

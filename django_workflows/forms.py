@@ -1,0 +1,244 @@
+"""Admin form of a workflow schedule: one page for the workflow, its payload and when it runs."""
+
+import json
+import zoneinfo
+from typing import Any
+
+from django import forms
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+from django_celery_beat import validators
+from django_celery_beat.models import (
+    PERIOD_CHOICES,
+    SOLAR_SCHEDULES,
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
+
+from .definitions import registry
+from .exceptions import InvalidPayload, UnknownWorkflow
+from .models import WorkflowSchedule
+from .schedules import LAUNCH_TASK, task_kwargs
+
+KINDS = [
+    ("interval", _("Interval")),
+    ("crontab", _("Crontab")),
+    ("solar", _("Solar event")),
+    ("clocked", _("Once, at a time (clocked)")),
+]
+
+#: fields each kind needs
+KIND_FIELDS = {
+    "interval": ["every", "period"],
+    "crontab": ["minute", "hour", "day_of_week", "day_of_month", "month_of_year", "timezone"],
+    "solar": ["event", "latitude", "longitude"],
+    "clocked": ["clocked_time"],
+}
+
+
+def _definition_choices() -> list[tuple[str, str]]:
+    return [("", "---------")] + [
+        (d.name, f"{d.name}: {d.description}" if d.description else d.name) for d in registry
+    ]
+
+
+class WorkflowScheduleForm(forms.ModelForm):
+    name = forms.CharField(label=_("Name"), max_length=200)
+    definition = forms.ChoiceField(label=_("Workflow"), choices=_definition_choices)
+    payload = forms.JSONField(
+        label=_("Payload"),
+        initial=dict,
+        required=False,
+        help_text=_("JSON, checked against the workflow's schema."),
+    )
+    kind = forms.ChoiceField(label=_("Runs"), choices=KINDS, initial="interval")
+    every = forms.IntegerField(label=_("Every"), min_value=1, required=False)
+    period = forms.ChoiceField(
+        label=_("Period"), choices=PERIOD_CHOICES, required=False, initial="minutes"
+    )
+    minute = forms.CharField(
+        label=_("Minute"), initial="*", required=False, validators=[validators.minute_validator]
+    )
+    hour = forms.CharField(
+        label=_("Hour"), initial="*", required=False, validators=[validators.hour_validator]
+    )
+    day_of_week = forms.CharField(
+        label=_("Day of week"),
+        initial="*",
+        required=False,
+        validators=[validators.day_of_week_validator],
+    )
+    day_of_month = forms.CharField(
+        label=_("Day of month"),
+        initial="*",
+        required=False,
+        validators=[validators.day_of_month_validator],
+    )
+    month_of_year = forms.CharField(
+        label=_("Month of year"),
+        initial="*",
+        required=False,
+        validators=[validators.month_of_year_validator],
+    )
+    timezone = forms.CharField(label=_("Time zone"), initial="UTC", required=False)
+    event = forms.ChoiceField(label=_("Solar event"), choices=SOLAR_SCHEDULES, required=False)
+    latitude = forms.DecimalField(
+        label=_("Latitude"),
+        max_digits=9,
+        decimal_places=6,
+        min_value=-90,
+        max_value=90,
+        required=False,
+    )
+    longitude = forms.DecimalField(
+        label=_("Longitude"),
+        max_digits=9,
+        decimal_places=6,
+        min_value=-180,
+        max_value=180,
+        required=False,
+    )
+    clocked_time = forms.DateTimeField(label=_("At"), required=False)
+    enabled = forms.BooleanField(label=_("Enabled"), initial=True, required=False)
+    start_time = forms.DateTimeField(label=_("Start"), required=False)
+    expires = forms.DateTimeField(label=_("Expires"), required=False)
+    one_off = forms.BooleanField(label=_("Run once"), required=False)
+    description = forms.CharField(
+        label=_("Description"), widget=forms.Textarea(attrs={"rows": 2}), required=False
+    )
+
+    class Meta:
+        model = WorkflowSchedule
+        fields = ["overlap"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        task = self.instance.periodic_task if self.instance.pk else None
+        if task is not None:
+            self.initial.update(_initial_from(task, self.instance))
+
+    def clean_timezone(self) -> str:
+        value = self.cleaned_data.get("timezone") or "UTC"
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise forms.ValidationError(
+                _("Unknown time zone: %(tz)s"), params={"tz": value}
+            ) from None
+        return value
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        taken = PeriodicTask.objects.filter(name=name)
+        if self.instance.pk:
+            taken = taken.exclude(pk=self.instance.periodic_task_id)
+        if taken.exists():
+            raise forms.ValidationError(_("A periodic task with this name already exists."))
+        return name
+
+    def clean(self) -> dict:
+        data = super().clean()
+        name, payload = data.get("definition"), data.get("payload")
+        payload = {} if payload is None else payload
+        data["payload"] = payload
+        if name:
+            try:
+                registry.get(name).validate(payload)
+            except UnknownWorkflow as exc:
+                self.add_error("definition", str(exc))
+            except InvalidPayload as exc:
+                for error in exc.errors:
+                    self.add_error(
+                        "payload", f"{error['path'] or _('(payload)')}: {error['message']}"
+                    )
+        kind = data.get("kind")
+        for field in KIND_FIELDS.get(kind, []):
+            if data.get(field) in (None, "") and field not in self.errors:
+                self.add_error(field, _("Required for this kind of schedule."))
+        if kind == "clocked":
+            data["one_off"] = True  # beat runs a clocked schedule once
+        return data
+
+    @transaction.atomic
+    def save(self, commit: bool = True) -> WorkflowSchedule:
+        data = self.cleaned_data
+        schedule = _beat_schedule(data)
+        task = self.instance.periodic_task if self.instance.pk else PeriodicTask()
+        task.name = data["name"]
+        task.task = LAUNCH_TASK
+        task.kwargs = task_kwargs(data["definition"], data["payload"])
+        task.interval = task.crontab = task.solar = task.clocked = None
+        setattr(task, data["kind"], schedule)
+        for field in ("enabled", "start_time", "expires", "one_off", "description"):
+            setattr(task, field, data[field])
+        task.save()  # beat's DatabaseScheduler notices through PeriodicTasks.changed()
+        self.instance.periodic_task = task
+        self.instance.definition = data["definition"]
+        self.instance.save()
+        return self.instance
+
+    def save_m2m(self) -> None:  # the admin calls it; there is nothing many-to-many
+        pass
+
+
+def _beat_schedule(data: dict) -> Any:
+    kind = data["kind"]
+    if kind == "interval":
+        return IntervalSchedule.objects.get_or_create(every=data["every"], period=data["period"])[0]
+    if kind == "crontab":
+        return CrontabSchedule.objects.get_or_create(
+            minute=data["minute"],
+            hour=data["hour"],
+            day_of_week=data["day_of_week"],
+            day_of_month=data["day_of_month"],
+            month_of_year=data["month_of_year"],
+            timezone=zoneinfo.ZoneInfo(data["timezone"]),
+        )[0]
+    if kind == "solar":
+        return SolarSchedule.objects.get_or_create(
+            event=data["event"], latitude=data["latitude"], longitude=data["longitude"]
+        )[0]
+    return ClockedSchedule.objects.create(clocked_time=data["clocked_time"])
+
+
+def _initial_from(task: PeriodicTask, schedule: WorkflowSchedule) -> dict:
+    try:
+        kwargs = json.loads(task.kwargs or "{}")
+    except ValueError:
+        kwargs = {}
+    initial = {
+        "name": task.name,
+        "definition": kwargs.get("name", schedule.definition),
+        "payload": kwargs.get("payload", {}),
+        "enabled": task.enabled,
+        "start_time": task.start_time,
+        "expires": task.expires,
+        "one_off": task.one_off,
+        "description": task.description,
+    }
+    if task.interval:
+        initial.update(kind="interval", every=task.interval.every, period=task.interval.period)
+    elif task.crontab:
+        cron = task.crontab
+        initial.update(
+            kind="crontab",
+            minute=cron.minute,
+            hour=cron.hour,
+            day_of_week=cron.day_of_week,
+            day_of_month=cron.day_of_month,
+            month_of_year=cron.month_of_year,
+            timezone=str(cron.timezone),
+        )
+    elif task.solar:
+        initial.update(
+            kind="solar",
+            event=task.solar.event,
+            latitude=task.solar.latitude,
+            longitude=task.solar.longitude,
+        )
+    elif task.clocked:
+        initial.update(kind="clocked", clocked_time=task.clocked.clocked_time)
+    return initial
