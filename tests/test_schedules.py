@@ -144,6 +144,24 @@ def test_the_admin_pages_create_and_show_a_schedule(client):
     assert "every 10 seconds" in listing
 
 
+@pytest.mark.django_db(transaction=True)
+def test_beats_own_admin_offers_the_launch_task_and_runs_filter_by_schedule(client, no_dispatch):
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+    beat_form = client.get("/admin/django_celery_beat/periodictask/add/").content.decode()
+    assert f'value="{LAUNCH_TASK}"' in beat_form
+
+    schedule = save_form({**BASE, **KINDS["interval"]})
+    scheduled = fire("arith", {"x": 1, "y": 2}, periodic_task_name="nightly")
+    other = fire("arith", {"x": 1, "y": 2})  # beat's own periodic task, no schedule of ours
+    listing = client.get(
+        f"/admin/django_workflows/workflow/?schedule__id__exact={schedule.pk}"
+    ).content.decode()
+    assert scheduled in listing and other not in listing
+    page = client.get(f"/admin/django_workflows/workflowschedule/{schedule.pk}/change/")
+    assert scheduled in page.content.decode()
+
+
 # -- the fire -----------------------------------------------------------------------------
 
 
@@ -255,6 +273,19 @@ def test_beat_launches_runs_every_second_and_stops_when_disabled(beat):
     with pytest.raises(TimeoutError):
         until(lambda: schedule.runs.count() > count, timeout=3)
     assert picked_up < 5
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_clocked_schedule_launches_one_run_at_its_time(beat):
+    at = timezone.now() + timedelta(seconds=2)
+    schedule = save_form({"name": "once", "definition": "arith", "payload": '{"x": 2, "y": 2}',
+                          "overlap": "allow", "enabled": "on", "kind": "clocked",
+                          "clocked_time": at.strftime("%Y-%m-%d %H:%M:%S")})
+    run = until(lambda: schedule.runs.first(), what="the clocked run").wait()
+    assert run.status == W.SUCCESS and run.created >= at - timedelta(seconds=1)
+    with pytest.raises(TimeoutError):  # one-off: no second run in the next 2 s
+        until(lambda: schedule.runs.count() > 1, timeout=2)
 
 
 @pytest.mark.worker

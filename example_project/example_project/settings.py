@@ -146,6 +146,10 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Fails task runs whose worker died whole (see README, "When a run breaks").
+CELERY_BEAT_SCHEDULE = {
+    "django-workflows-reaper": {"task": "django_workflows.reap", "schedule": 60.0},
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fixup closes the database connection before and after every
 # task, whatever CONN_MAX_AGE says, unless this is set: then it closes it every
