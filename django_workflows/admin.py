@@ -1,50 +1,440 @@
-"""Admin for workflow runs and task runs (read-only: the engine owns them)."""
+"""Admin: workflow runs (status, progress, a live DAG picture, operations),
+task runs, workflow schedules and their fires.
 
-from django.contrib import admin
-from django.urls import reverse
-from django.utils.html import format_html_join
+The engine owns every row: nothing here edits a run's fields directly; the
+buttons and actions call the same operations as the Python API.
+"""
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, re_path, reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _t
 from django.utils.translation import gettext_lazy as _
 
-from .forms import WorkflowScheduleForm
+from .codec import CeleryJSONEncoder
+from .dag import dag_data
+from .definitions import registry
+from .exceptions import InvalidPayload, UnknownWorkflow, WorkflowError
+from .forms import LaunchForm, WorkflowScheduleForm
 from .models import ScheduleFire, TaskRun, Workflow, WorkflowSchedule
 
 
-class TaskRunInline(admin.TabularInline):
-    model = TaskRun
-    fields = ("node", "task", "status", "attempts", "worker", "started_at", "finished_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
+def _json(value: Any) -> str:
+    return json.dumps(value, cls=CeleryJSONEncoder, indent=2, sort_keys=True)
 
 
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
-    list_display = ("name", "status", "tasks_finished", "tasks_total", "created", "finished")
-    list_filter = ("status", "name", "schedule")
+    list_display = ("name", "status_badge", "progress", "duration", "origin", "created")
+    list_filter = ("status", "name", "schedule", "launched_by")
     search_fields = ("id", "name")
     date_hierarchy = "created"
-    readonly_fields = [f.name for f in Workflow._meta.fields]
-    inlines = [TaskRunInline]
+    list_select_related = ("launched_by", "schedule__periodic_task")
+    readonly_fields = [
+        "id",
+        "name",
+        "status_badge",
+        "progress",
+        "payload_json",
+        "result_json",
+        "error",
+        "created",
+        "started",
+        "finished",
+        "duration",
+        "launched_by",
+        "schedule",
+        "relaunched_from",
+        "idempotency_key",
+    ]
+    fields = readonly_fields
+    actions = ["resume_runs", "relaunch_runs", "cancel_runs"]
+    change_form_template = "admin/django_workflows/workflow/change_form.html"
 
-    def has_add_permission(self, request) -> bool:
-        return False
+    class Media:
+        css = {"all": ["django_workflows/admin.css"]}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs are launched (see the launch page), never typed in
+
+    # -- columns --------------------------------------------------------------------
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: Workflow) -> str:
+        return format_html(
+            '<span class="dw-badge dw-{}">{}</span>', obj.status, obj.get_status_display()
+        )
+
+    @admin.display(description=_("progress"))
+    def progress(self, obj: Workflow) -> str:
+        total = obj.tasks_total or 1
+        done = 100 * (obj.tasks_finished - obj.tasks_failed) / total
+        failed = 100 * obj.tasks_failed / total
+        return format_html(
+            '<span class="dw-progress" title="{}"><span class="dw-done" style="width:{}%">'
+            '</span><span class="dw-failed" style="width:{}%"></span></span> {}/{}{}',
+            _t("%(finished)s of %(total)s tasks finished, %(failed)s failed")
+            % {
+                "finished": obj.tasks_finished,
+                "total": obj.tasks_total,
+                "failed": obj.tasks_failed,
+            },
+            f"{done:.1f}",
+            f"{failed:.1f}",
+            obj.tasks_finished,
+            obj.tasks_total,
+            format_html(
+                ' <span class="dw-failed-text">({} {})</span>', obj.tasks_failed, _t("failed")
+            )
+            if obj.tasks_failed
+            else "",
+        )
+
+    @admin.display(description=_("duration"))
+    def duration(self, obj: Workflow) -> str:
+        if not obj.started:
+            return "-"
+        from django.utils import timezone
+
+        seconds = ((obj.finished or timezone.now()) - obj.started).total_seconds()
+        return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+    @admin.display(description=_("launched by"))
+    def origin(self, obj: Workflow) -> str:
+        if obj.schedule_id:
+            return format_html("⏱ {}", obj.schedule)
+        return str(obj.launched_by or "-")
+
+    @admin.display(description=_("payload"))
+    def payload_json(self, obj: Workflow) -> str:
+        return format_html("<pre>{}</pre>", _json(obj.payload))
+
+    @admin.display(description=_("result"))
+    def result_json(self, obj: Workflow) -> str:
+        return format_html("<pre>{}</pre>", _json(obj.result))
+
+    # -- bulk actions, each with a confirmation page -------------------------------------
+
+    def _bulk(self, request, queryset, verb: str, operate) -> HttpResponse | None:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "django_workflows/admin/confirm_action.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": _t("Are you sure?"),
+                    "verb": verb,
+                    "action": request.POST["action"],
+                    "runs": queryset,
+                    "opts": self.model._meta,
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
+        done, refused = 0, []
+        for run in queryset:
+            try:
+                operate(run)
+                done += 1
+            except WorkflowError as exc:
+                refused.append(str(exc))
+        if done:
+            self.message_user(
+                request,
+                _t("%(verb)s: %(count)d run(s).") % {"verb": verb, "count": done},
+                messages.SUCCESS,
+            )
+        for text in refused:
+            self.message_user(request, text, messages.WARNING)
+        return None
+
+    @admin.action(description=_("Resume selected runs"), permissions=["change"])
+    def resume_runs(self, request, queryset):
+        return self._bulk(request, queryset, _t("Resume"), lambda run: run.resume())
+
+    @admin.action(description=_("Relaunch selected runs"), permissions=["change"])
+    def relaunch_runs(self, request, queryset):
+        return self._bulk(
+            request, queryset, _t("Relaunch"), lambda run: run.relaunch(user=request.user)
+        )
+
+    @admin.action(description=_("Cancel selected runs"), permissions=["change"])
+    def cancel_runs(self, request, queryset):
+        return self._bulk(request, queryset, _t("Cancel"), lambda run: run.cancel())
+
+    # -- the run page: DAG, details, operations ------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("launch/", view(self.launch_view), name="django_workflows_workflow_launch"),
+            path("<uuid:pk>/dag.json", view(self.dag_view), name="django_workflows_workflow_dag"),
+            path(
+                "<uuid:pk>/tasks/<uuid:task_pk>.json",
+                view(self.task_view),
+                name="django_workflows_workflow_task",
+            ),
+            path(
+                "<uuid:pk>/timeline/",
+                view(self.timeline_view),
+                name="django_workflows_workflow_timeline",
+            ),
+            re_path(
+                r"^(?P<pk>[0-9a-f-]{36})/(?P<operation>resume|relaunch|cancel|rerun|mark-success)/$",
+                view(self.operation_view),
+                name="django_workflows_workflow_operation",
+            ),
+        ] + super().get_urls()
+
+    def _run(self, request: HttpRequest, pk: Any) -> Workflow:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(Workflow, pk=pk)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = self._run(request, object_id)
+        extra = {
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "show_delete": False,
+            "can_operate": self.has_change_permission(request, run),
+            "dag_url": reverse("admin:django_workflows_workflow_dag", args=[run.pk]),
+            "task_url": reverse(
+                "admin:django_workflows_workflow_task",
+                args=[run.pk, "00000000-0000-0000-0000-000000000000"],
+            ),
+            "timeline_url": reverse("admin:django_workflows_workflow_timeline", args=[run.pk]),
+            "operation_url": reverse(
+                "admin:django_workflows_workflow_operation", args=[run.pk, "resume"]
+            ).replace("resume", "OPERATION"),
+            "run": run,
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, extra)
+
+    def dag_view(self, request: HttpRequest, pk: Any) -> JsonResponse:
+        return JsonResponse(dag_data(self._run(request, pk)))
+
+    def task_view(self, request: HttpRequest, pk: Any, task_pk: Any) -> JsonResponse:
+        run = get_object_or_404(TaskRun, workflow=self._run(request, pk), pk=task_pk)
+        return JsonResponse(task_details(run), encoder=CeleryJSONEncoder)
+
+    def timeline_view(self, request: HttpRequest, pk: Any) -> TemplateResponse:
+        run = self._run(request, pk)
+        tasks = list(run.task_runs.exclude(started_at=None).order_by("started_at", "node"))
+        start = min((t.queued_at or t.started_at for t in tasks), default=None)
+        end = max((t.finished_at or t.started_at for t in tasks), default=None)
+        span = max(((end - start).total_seconds() if tasks else 0), 0.001)
+        bars = [
+            {
+                "task": t,
+                "wait": 100
+                * ((t.started_at - (t.queued_at or t.started_at)).total_seconds())
+                / span,
+                "offset": 100 * ((t.queued_at or t.started_at) - start).total_seconds() / span,
+                "width": max(
+                    0.3, 100 * ((t.finished_at or end) - t.started_at).total_seconds() / span
+                ),
+                "seconds": ((t.finished_at or end) - t.started_at).total_seconds(),
+            }
+            for t in tasks
+        ]
+        return TemplateResponse(
+            request,
+            "django_workflows/admin/timeline.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _t("Timeline of %(run)s") % {"run": run},
+                "run": run,
+                "bars": bars,
+                "span": span,
+                "opts": self.model._meta,
+            },
+        )
+
+    def operation_view(self, request: HttpRequest, pk: Any, operation: str) -> HttpResponse:
+        """Resume (after showing the plan), relaunch, cancel, rerun from a node, mark success."""
+        run = self._run(request, pk)
+        if not self.has_change_permission(request, run):
+            raise PermissionDenied
+        back = reverse("admin:django_workflows_workflow_change", args=[run.pk])
+        task = None
+        if operation in {"rerun", "mark-success"}:
+            task = get_object_or_404(
+                TaskRun,
+                workflow=run,
+                pk=request.POST.get("task_run") or request.GET.get("task_run"),
+            )
+        if request.method != "POST" or (operation == "resume" and "confirm" not in request.POST):
+            try:
+                plan = run.resume(dry_run=True) if operation == "resume" else None
+            except WorkflowError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return HttpResponseRedirect(back)
+            return TemplateResponse(
+                request,
+                "django_workflows/admin/confirm_operation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": _t("Confirm"),
+                    "run": run,
+                    "operation": operation,
+                    "plan": plan,
+                    "task": task,
+                    "opts": self.model._meta,
+                },
+            )
+        try:
+            if operation == "resume":
+                run.resume()
+            elif operation == "relaunch":
+                new = run.relaunch(user=request.user)
+                self.message_user(request, _t("Relaunched as %(run)s.") % {"run": new.pk})
+                return HttpResponseRedirect(
+                    reverse("admin:django_workflows_workflow_change", args=[new.pk])
+                )
+            elif operation == "cancel":
+                run.cancel(terminate=request.POST.get("terminate") == "on")
+            elif operation == "rerun":
+                run.rerun_from(task)
+            else:
+                task.mark_success(json.loads(request.POST.get("result") or "null"))
+        except (WorkflowError, ValueError) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, _t("Done: %(operation)s.") % {"operation": operation})
+        return HttpResponseRedirect(back)
+
+    # -- the launch page ---------------------------------------------------------------------
+
+    def launch_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_or_change_permission(request) or not request.user.has_perm(
+            "django_workflows.add_workflow"
+        ):
+            raise PermissionDenied
+        form = LaunchForm(request.POST or None, initial={"definition": request.GET.get("name")})
+        if request.method == "POST" and form.is_valid():
+            try:
+                run = form.launch(user=request.user)
+            except (UnknownWorkflow, InvalidPayload) as exc:  # pragma: no cover - form checked
+                form.add_error(None, str(exc))
+            except WorkflowError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return HttpResponseRedirect(
+                    reverse("admin:django_workflows_workflow_change", args=[run.pk])
+                )
+        return TemplateResponse(
+            request,
+            "django_workflows/admin/launch.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _t("Launch a workflow"),
+                "form": form,
+                "opts": self.model._meta,
+                "definitions": [
+                    {
+                        "name": d.name,
+                        "description": d.description,
+                        "example": _json(form.example_payload(d)),
+                    }
+                    for d in registry
+                ],
+            },
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        can_launch = request.user.has_perm("django_workflows.add_workflow")
+        return super().changelist_view(request, {"can_launch": can_launch, **(extra_context or {})})
+
+
+def task_details(run: TaskRun) -> dict[str, Any]:
+    """What the details panel of a node shows."""
+    from django.apps import apps
+    from django.conf import settings
+
+    links = {}
+    if apps.is_installed("django_celery_results"):
+        from django_celery_results.models import TaskResult
+
+        result = TaskResult.objects.filter(task_id=str(run.pk)).only("pk").first()
+        if result is not None:
+            links["task_result"] = reverse(
+                "admin:django_celery_results_taskresult_change", args=[result.pk]
+            )
+    flower = getattr(settings, "DJANGO_WORKFLOWS", {}).get("FLOWER_URL")
+    if flower:
+        links["flower"] = f"{flower.rstrip('/')}/task/{run.pk}"
+    duration = (
+        (run.finished_at - run.started_at).total_seconds()
+        if (run.finished_at and run.started_at)
+        else None
+    )
+    return {
+        "id": str(run.pk),
+        "node": run.node,
+        "task": run.task,
+        "status": run.status,
+        "status_display": run.get_status_display(),
+        "args": run.args,
+        "kwargs": run.kwargs,
+        "options": run.options,
+        "input_from": run.input,
+        "result": run.result,
+        "marked_success": run.marked_success,
+        "exception_type": run.exception_type,
+        "exception_message": run.exception_message,
+        "traceback": run.traceback,
+        "attempts": run.attempts,
+        "worker": run.worker,
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration": duration,
+        "history": [
+            {
+                "attempt": a.attempt,
+                "status": a.status,
+                "exception_type": a.exception_type,
+                "exception_message": a.exception_message,
+                "traceback": a.traceback,
+                "worker": a.worker,
+            }
+            for a in run.history.all()
+        ],
+        "links": links,
+    }
 
 
 @admin.register(TaskRun)
 class TaskRunAdmin(admin.ModelAdmin):
-    list_display = ("task", "workflow", "node", "status", "attempts", "started_at", "finished_at")
-    list_filter = ("status", "task")
+    list_display = ("task", "run_link", "node", "status", "attempts", "started_at", "finished_at")
+    list_filter = ("status", "task", "is_hook")
     search_fields = ("id", "task", "workflow__id")
     list_select_related = ("workflow",)
-    readonly_fields = [f.name for f in TaskRun._meta.fields] + ["parents"]
+    readonly_fields = [f.name for f in TaskRun._meta.fields]
+    exclude = ["parents"]
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("workflow run"), ordering="workflow")
+    def run_link(self, obj: TaskRun) -> str:
+        url = reverse("admin:django_workflows_workflow_change", args=[obj.workflow_id])
+        return format_html('<a href="{}">{}</a>', url, obj.workflow)
 
 
 @admin.register(WorkflowSchedule)

@@ -242,3 +242,59 @@ def _initial_from(task: PeriodicTask, schedule: WorkflowSchedule) -> dict:
     elif task.clocked:
         initial.update(kind="clocked", clocked_time=task.clocked.clocked_time)
     return initial
+
+
+def example_payload(schema: dict | None) -> Any:
+    """A payload that shows the schema's shape: defaults, examples or empty values."""
+    if not schema:
+        return {}
+    if "default" in schema:
+        return schema["default"]
+    if schema.get("examples"):
+        return schema["examples"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object" or "properties" in schema:
+        return {name: example_payload(sub) for name, sub in schema.get("properties", {}).items()}
+    if "enum" in schema:
+        return schema["enum"][0]
+    return {"string": "", "integer": 0, "number": 0, "boolean": False, "array": []}.get(kind)
+
+
+class LaunchForm(forms.Form):
+    """Launch a registered workflow: its payload is checked against its schema."""
+
+    definition = forms.ChoiceField(label=_("Workflow"), choices=_definition_choices)
+    payload = forms.JSONField(
+        label=_("Payload"), required=False, widget=forms.Textarea(attrs={"rows": 12, "cols": 80})
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        name = self.initial.get("definition")
+        if name in registry and "payload" not in self.initial:
+            self.initial["payload"] = example_payload(registry.get(name).schema)
+
+    @staticmethod
+    def example_payload(definition: Any) -> Any:
+        return example_payload(definition.schema)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        name = data.get("definition")
+        data["payload"] = {} if data.get("payload") is None else data["payload"]
+        if name:
+            try:
+                registry.get(name).validate(data["payload"])
+            except InvalidPayload as exc:
+                for error in exc.errors:
+                    self.add_error(
+                        "payload", f"{error['path'] or _('(payload)')}: {error['message']}"
+                    )
+        return data
+
+    def launch(self, user: Any = None) -> Any:
+        from .engine import launch
+
+        return launch(self.cleaned_data["definition"], self.cleaned_data["payload"], user=user)

@@ -1,0 +1,210 @@
+"""The admin: runs list, run page (DAG JSON, details, operations), launch page, permissions.
+
+Runs are moved through their states in process (the broker send recorded):
+these tests are about the pages; the browser tests drive a real worker.
+"""
+
+import pytest
+from celery import chain
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+from django_workflows import engine, launch_canvas
+from django_workflows.models import TaskRunStatus as T
+from django_workflows.models import Workflow
+from django_workflows.models import WorkflowStatus as W
+from tests.testapp.tasks import add, fail
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ADMIN = "/admin/django_workflows/workflow/"
+
+
+@pytest.fixture(autouse=True)
+def sent(monkeypatch):
+    sent = []
+    monkeypatch.setattr(
+        "celery.canvas.Signature.apply_async", lambda self, *a, **k: sent.append(self.task)
+    )
+    return sent
+
+
+def user(username: str, *perms: str):
+    person = get_user_model().objects.create_user(username, password="pw", is_staff=True)
+    for codename in perms:
+        person.user_permissions.add(Permission.objects.get(codename=codename))
+    return person
+
+
+@pytest.fixture
+def operator(client):
+    client.force_login(user("op", "view_workflow", "change_workflow", "add_workflow"))
+    return client
+
+
+@pytest.fixture
+def viewer(client):
+    client.force_login(user("viewer", "view_workflow"))
+    return client
+
+
+def failed_run() -> Workflow:
+    """add(1, 1) succeeded, fail() failed, add(1) upstream_failed."""
+    wf = launch_canvas(chain(add.s(1, 1), fail.s(), add.s(1)))
+    first, second, _ = wf.task_runs.order_by("node")
+    engine.task_started(str(first.pk), str(wf.pk), "w1")
+    engine.task_succeeded(str(first.pk), str(wf.pk), 0, 2)
+    engine.task_started(str(second.pk), str(wf.pk), "w1")
+    engine.task_failed(str(second.pk), ValueError("disk full"), "Traceback (most recent...)")
+    wf.refresh_from_db()
+    assert wf.status == W.FAILURE
+    return wf
+
+
+def test_the_runs_list_shows_status_as_text_and_progress_and_filters(operator):
+    bad = failed_run()
+    good = launch_canvas(add.s(1, 1), name="other")
+
+    page = operator.get(ADMIN).content.decode()
+    assert '<span class="dw-badge dw-failure">Failure</span>' in page
+    assert "3/3" in page and "(1 failed)" in page
+    assert "Launch a workflow" in page
+    only_failed = operator.get(ADMIN, {"status__exact": "failure"}).content.decode()
+    assert str(bad.pk) in only_failed and str(good.pk) not in only_failed
+    assert str(good.pk) in operator.get(ADMIN, {"q": str(good.pk)}).content.decode()
+
+
+def test_the_run_page_has_the_dag_and_the_buttons_its_state_allows(operator):
+    wf = failed_run()
+    page = operator.get(f"{ADMIN}{wf.pk}/change/").content.decode()
+    assert 'id="dw-dag"' in page and "vendor/dagre-3.1.3.min.js" in page
+    assert ">Resume<" in page and ">Relaunch<" in page and ">Cancel<" not in page
+
+    dag = operator.get(f"{ADMIN}{wf.pk}/dag.json").json()
+    assert dag["status"] == "failure" and dag["finished"] is True
+    assert [(n["node"], n["label"], n["status"]) for n in dag["nodes"]] == [
+        (0, "add", "success"),
+        (1, "fail", "failure"),
+        (2, "add", "upstream_failed"),
+    ]
+    assert sorted(dag["edges"]) == [[0, 1], [1, 2]]
+    assert dag["progress"] == {"total": 3, "finished": 3, "succeeded": 1, "failed": 1}
+
+    failed = wf.task_runs.get(node=1)
+    details = operator.get(f"{ADMIN}{wf.pk}/tasks/{failed.pk}.json").json()
+    assert details["exception_type"] == "ValueError"
+    assert details["exception_message"] == "disk full"
+    assert details["traceback"].startswith("Traceback")
+    assert details["history"][0]["status"] == "failure" and details["args"] == []
+    assert details["worker"] == "w1" and details["duration"] is not None
+
+
+def test_resume_shows_the_plan_then_resumes(operator, sent):
+    wf = failed_run()
+    plan = operator.get(f"{ADMIN}{wf.pk}/resume/").content.decode()
+    assert "#1 tests.testapp.tasks.fail (failure)" in plan
+    assert "#0 tests.testapp.tasks.add" in plan.split('id="dw-plan-reused"')[1]
+    assert Workflow.objects.get().status == W.FAILURE  # showing the plan changes nothing
+
+    response = operator.post(f"{ADMIN}{wf.pk}/resume/", {"confirm": "yes"})
+    assert response.status_code == 302
+    wf.refresh_from_db()
+    assert wf.status == W.RUNNING and sent[-1].endswith("fail")
+
+
+def test_relaunch_cancel_rerun_and_mark_success_from_the_run_page(operator):
+    wf = failed_run()
+    failed = wf.task_runs.get(node=1)
+    form = operator.get(f"{ADMIN}{wf.pk}/mark-success/", {"task_run": failed.pk})
+    assert "result (JSON)" in form.content.decode()
+    operator.post(
+        f"{ADMIN}{wf.pk}/mark-success/", {"task_run": failed.pk, "result": "40", "confirm": "yes"}
+    )
+    failed.refresh_from_db()
+    assert failed.status == T.SUCCESS and failed.result == 40 and failed.marked_success
+
+    operator.post(f"{ADMIN}{wf.pk}/cancel/", {"confirm": "yes"})
+    wf.refresh_from_db()
+    assert wf.status == W.CANCELED
+
+    operator.post(f"{ADMIN}{wf.pk}/rerun/", {"task_run": failed.pk, "confirm": "yes"})
+    wf.refresh_from_db()
+    assert wf.status == W.RUNNING and wf.task_runs.get(node=1).status == T.QUEUED
+    operator.post(f"{ADMIN}{wf.pk}/cancel/", {"confirm": "yes"})
+
+    response = operator.post(f"{ADMIN}{wf.pk}/relaunch/", {"confirm": "yes"})
+    new = Workflow.objects.exclude(pk=wf.pk).get()
+    assert response["Location"].endswith(f"{new.pk}/change/") and new.relaunched_from == wf
+
+
+def test_an_operation_in_the_wrong_state_says_why(operator):
+    wf = failed_run()
+    response = operator.post(f"{ADMIN}{wf.pk}/cancel/", {"confirm": "yes"}, follow=True)
+    assert "it is failure" in response.content.decode()
+    wf.refresh_from_db()
+    assert wf.status == W.FAILURE
+
+
+def test_bulk_actions_ask_for_confirmation_first(operator):
+    runs = [failed_run(), failed_run()]
+    ids = [str(r.pk) for r in runs]
+    page = operator.post(ADMIN, {"action": "resume_runs", "_selected_action": ids})
+    assert page.status_code == 200 and "Resume these workflow runs?" in page.content.decode()
+    assert set(Workflow.objects.values_list("status", flat=True)) == {W.FAILURE}
+
+    operator.post(ADMIN, {"action": "resume_runs", "_selected_action": ids, "confirm": "yes"})
+    assert set(Workflow.objects.values_list("status", flat=True)) == {W.RUNNING}
+    operator.post(ADMIN, {"action": "cancel_runs", "_selected_action": ids, "confirm": "yes"})
+    assert set(Workflow.objects.values_list("status", flat=True)) == {W.CANCELED}
+    operator.post(ADMIN, {"action": "relaunch_runs", "_selected_action": ids, "confirm": "yes"})
+    assert Workflow.objects.filter(relaunched_from__in=runs).count() == 2
+
+
+def test_view_only_staff_see_the_run_without_buttons_and_cannot_operate(viewer):
+    wf = failed_run()
+    page = viewer.get(f"{ADMIN}{wf.pk}/change/").content.decode()
+    assert 'id="dw-dag"' in page and ">Resume<" not in page and 'data-can-operate="0"' in page
+    assert viewer.get(f"{ADMIN}{wf.pk}/dag.json").status_code == 200
+    assert viewer.post(f"{ADMIN}{wf.pk}/resume/", {"confirm": "yes"}).status_code == 403
+    assert viewer.get(f"{ADMIN}launch/").status_code == 403
+    assert "resume_runs" not in viewer.get(ADMIN).content.decode()
+    wf.refresh_from_db()
+    assert wf.status == W.FAILURE
+
+
+def test_anonymous_users_are_sent_to_log_in(client):
+    wf = failed_run()
+    for url in (ADMIN, f"{ADMIN}{wf.pk}/change/", f"{ADMIN}{wf.pk}/dag.json", f"{ADMIN}launch/"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_the_launch_page_prefills_validates_inline_and_redirects_to_the_run(operator, sent):
+    page = operator.get(f"{ADMIN}launch/", {"name": "arith"}).content.decode()
+    assert "Adds, fans out, sums." in page
+    assert "&quot;x&quot;: 0, &quot;y&quot;: 0, &quot;tag&quot;: &quot;&quot;" in page
+
+    bad = operator.post(f"{ADMIN}launch/", {"definition": "arith", "payload": '{"x": "a"}'})
+    content = bad.content.decode()
+    assert bad.status_code == 200 and not Workflow.objects.exists()
+    assert "x: &#x27;a&#x27; is not of type &#x27;integer&#x27;" in content
+    assert "(payload): &#x27;y&#x27; is a required property" in content
+
+    good = operator.post(f"{ADMIN}launch/", {"definition": "arith", "payload": '{"x": 1, "y": 2}'})
+    run = Workflow.objects.get()
+    assert good["Location"].endswith(f"{run.pk}/change/")
+    assert run.launched_by.username == "op" and sent == ["tests.testapp.tasks.add"]
+
+
+def test_the_timeline_shows_each_started_task(operator):
+    wf = failed_run()
+    page = operator.get(f"{ADMIN}{wf.pk}/timeline/").content.decode()
+    assert page.count('class="dw-bar') == 2 and "tests.testapp.tasks.fail" in page
+
+
+def test_task_runs_are_read_only_and_link_to_their_run(operator, admin_client):
+    wf = failed_run()
+    page = admin_client.get("/admin/django_workflows/taskrun/", {"status__exact": "failure"})
+    content = page.content.decode()
+    assert f"{ADMIN}{wf.pk}/change/" in content and content.count("tests.testapp.tasks.fail") >= 1
+    assert admin_client.get("/admin/django_workflows/taskrun/add/").status_code == 403
