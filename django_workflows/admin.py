@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -19,7 +20,6 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _t
 from django.utils.translation import gettext_lazy as _
 
-from .codec import CeleryJSONEncoder
 from .dag import dag_data
 from .definitions import registry
 from .exceptions import InvalidPayload, UnknownWorkflow, WorkflowError
@@ -27,8 +27,18 @@ from .forms import LaunchForm, WorkflowScheduleForm
 from .models import ScheduleFire, TaskRun, Workflow, WorkflowSchedule
 
 
+class DisplayJSONEncoder(DjangoJSONEncoder):
+    """JSON for people: ISO dates, and repr() of what JSON cannot show (bytes...)."""
+
+    def default(self, o: Any) -> Any:
+        try:
+            return super().default(o)
+        except TypeError:
+            return repr(o)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, cls=CeleryJSONEncoder, indent=2, sort_keys=True)
+    return json.dumps(value, cls=DisplayJSONEncoder, indent=2, sort_keys=True)
 
 
 @admin.register(Workflow)
@@ -227,7 +237,7 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     def task_view(self, request: HttpRequest, pk: Any, task_pk: Any) -> JsonResponse:
         run = get_object_or_404(TaskRun, workflow=self._run(request, pk), pk=task_pk)
-        return JsonResponse(task_details(run), encoder=CeleryJSONEncoder)
+        return JsonResponse(task_details(run), encoder=DisplayJSONEncoder)
 
     def timeline_view(self, request: HttpRequest, pk: Any) -> TemplateResponse:
         run = self._run(request, pk)

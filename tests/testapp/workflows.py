@@ -2,7 +2,7 @@ from celery import group
 
 from django_workflows import workflow
 
-from .tasks import add, collect, fail, nap, tsum
+from .tasks import add, collect, fail, gate, nap, tsum
 
 SCHEMA = {
     "type": "object",
@@ -49,3 +49,9 @@ def bad_hook(payload):
 def slow(payload):
     """Naps, then adds: long enough to overlap with the next fire."""
     return nap.s(payload.get("seconds", 1), value=1) | add.s(1)
+
+
+@workflow("gated")
+def gated(payload):
+    """Fails at its gate until the test opens it (Switch "gate")."""
+    return add.s(1, 1) | gate.s() | add.s(1)

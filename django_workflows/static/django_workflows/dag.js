@@ -10,7 +10,7 @@
   var svg = document.getElementById("dw-dag-svg");
   var summary = document.getElementById("dw-dag-summary");
   var canOperate = root.dataset.canOperate === "1";
-  var shapeKey = null, groups = {}, box = null, view = null, selected = null;
+  var shapeKey = null, groups = {}, box = null, view = null, selected = null, first = null;
 
   function el(name, attrs, parent) {
     var node = document.createElementNS(SVG, name);
@@ -55,9 +55,10 @@
       });
       groups[n.id] = group;
     });
+    first = data.nodes.length ? g.node(String(data.nodes[0].node)) : null;
     var graph = g.graph();
     box = { x: 0, y: 0, w: Math.max(graph.width, 200), h: Math.max(graph.height, 60) };
-    fit();
+    start();
   }
 
   function paint(data) {
@@ -79,7 +80,25 @@
   }
 
   function setView(v) { view = v; svg.setAttribute("viewBox", [v.x, v.y, v.w, v.h].join(" ")); }
-  function fit() { if (box) { setView({ x: box.x, y: box.y, w: box.w, h: box.h }); } }
+  function scaled(scale) {
+    // A view of the graph at ``scale`` (1: one unit per pixel), centred where it fits.
+    var rect = svg.getBoundingClientRect();
+    var w = rect.width / scale, h = rect.height / scale;
+    return { x: box.w < w ? (box.w - w) / 2 : box.x, y: box.h < h ? (box.h - h) / 2 : box.y,
+             w: w, h: h };
+  }
+  function fitScale() {
+    var rect = svg.getBoundingClientRect();
+    return Math.min(rect.width / box.w, rect.height / box.h);
+  }
+  // The whole graph, however small that makes it.
+  function fit() { if (box) { setView(scaled(fitScale())); } }
+  // First view: whole if readable, else readable from the first tasks on (pan or Fit).
+  function start() {
+    var v = scaled(Math.max(0.6, Math.min(1, fitScale())));
+    if (box.h > v.h && first) { v.y = Math.max(box.y, first.y - v.h / 2); }
+    setView(v);
+  }
 
   svg.addEventListener("wheel", function (ev) {
     if (!view) { return; }
