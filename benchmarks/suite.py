@@ -16,7 +16,7 @@ import django
 
 django.setup()
 
-from celery import chain, chord  # noqa: E402
+from celery import chain, chord, group  # noqa: E402
 from celery.signals import before_task_publish  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -191,11 +191,40 @@ def message_size(reps: int) -> None:
             conn.default_channel.queue_purge(IDLE_QUEUE)
 
 
+def dag_pages(reps: int) -> None:
+    """Server time of the admin run page and its DAG JSON for a 2,000-node run."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    size = 2000
+    run = launch_canvas(
+        bench_noop.s().set(queue=IDLE_QUEUE)
+        | group(bench_noop.s().set(queue=IDLE_QUEUE) for _ in range(size - 2))
+        | bench_noop.s().set(queue=IDLE_QUEUE)
+    )
+    admin = get_user_model().objects.create_superuser("bench", "bench@example.com", "pw")
+    client = Client()
+    client.force_login(admin)
+    base = f"/admin/django_workflows/workflow/{run.pk}"
+    for label, url in (("admin run page", f"{base}/change/"), ("DAG JSON", f"{base}/dag.json")):
+        client.get(url)  # warm-up
+        times = []
+        for _ in range(max(5, reps)):
+            times.append(timed(lambda url=url: client.get(url)))
+        size_kb = len(client.get(url).content) / 1024
+        row(f"{label} ({size} nodes)", "s min/med/max", spread(times, fmt="{:.3f}"), "-",
+            f"{size_kb:.0f} KB")
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(IDLE_QUEUE)
+    admin.delete()
+
+
 ALL = {
     "hop": hop_latency,
     "fan": fan_out_in,
     "launch": launch_time,
     "message": message_size,
+    "dag": dag_pages,
 }
 
 
