@@ -30,7 +30,7 @@ from .models import TaskAttempt, TaskRun, Workflow
 from .models import TaskRunStatus as T
 from .models import WorkflowStatus as W
 from .signals import task_run_changed, workflow_finished, workflow_started
-from .states import ACTIVE_TASK, FAILED_TASK, move_tasks, move_workflow
+from .states import ACTIVE_TASK, FAILED_TASK, move_tasks, move_workflow, release_children
 
 logger = logging.getLogger(__name__)
 
@@ -291,10 +291,10 @@ def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> Non
     children = TaskRun.objects.filter(
         pk__in=Edge.objects.filter(to_taskrun_id=task_id).values("from_taskrun_id")
     )
-    if children.update(waiting=F("waiting") - 1):
-        claim = uuid.uuid4()
-        if move_tasks(children.filter(waiting=0), T.QUEUED, queued_at=now, claim=claim):
-            ready = list(children.filter(claim=claim))
+    claim = uuid.uuid4()
+    if release_children(children, claim=claim, queued_at=now):
+        ready = list(children.filter(claim=claim))
+        if ready:
             _changed(workflow_id, [r.pk for r in ready], T.QUEUED)
             dispatch(ready, {node: result})
             return  # a child is queued: the run cannot be finished

@@ -10,7 +10,7 @@ that finds the row no longer in a source state changes nothing and says so.
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Case, F, Q, QuerySet, Value, When
 
 from .models import TaskRunStatus as T
 from .models import WorkflowStatus as W
@@ -70,3 +70,21 @@ def move_workflow(
     """Move the workflows of ``queryset`` that are in ``from_`` to ``to``; return how many."""
     sources = _sources(WORKFLOW_TRANSITIONS, to, from_)
     return queryset.filter(status__in=sources).update(status=to, **fields)
+
+
+def release_children(children: QuerySet, *, claim: Any, queued_at: Any) -> int:
+    """A parent succeeded: one fewer parent to wait for, for each of ``children``.
+
+    The child whose last parent this was (waiting 1 -> 0) is claimed in the
+    same conditional UPDATE, pending -> queued with ``claim``: the SET
+    expressions see the row as locked, so of two parents finishing at once
+    exactly one claims a join. Returns how many children were touched.
+    """
+    assert TASK_TRANSITIONS[T.QUEUED] == {T.PENDING}
+    last_parent = Q(waiting=1, status=T.PENDING)
+    return children.update(
+        waiting=F("waiting") - 1,
+        status=Case(When(last_parent, then=Value(T.QUEUED)), default=F("status")),
+        claim=Case(When(last_parent, then=Value(claim)), default=F("claim")),
+        queued_at=Case(When(last_parent, then=Value(queued_at)), default=F("queued_at")),
+    )
