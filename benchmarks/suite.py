@@ -212,8 +212,13 @@ def dag_pages(reps: int) -> None:
         for _ in range(max(5, reps)):
             times.append(timed(lambda url=url: client.get(url)))
         size_kb = len(client.get(url).content) / 1024
-        row(f"{label} ({size} nodes)", "s min/med/max", spread(times, fmt="{:.3f}"), "-",
-            f"{size_kb:.0f} KB")
+        row(
+            f"{label} ({size} nodes)",
+            "s min/med/max",
+            spread(times, fmt="{:.3f}"),
+            "-",
+            f"{size_kb:.0f} KB",
+        )
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(IDLE_QUEUE)
     admin.delete()

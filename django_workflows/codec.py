@@ -29,6 +29,7 @@ def round_trip(value: Any) -> Any:
     """Return ``value`` as a Celery JSON message would deliver it.
 
     Raises ``TypeError`` or ``ValueError`` for a value the JSON serializer
-    cannot carry.
+    cannot carry, and for NaN and infinities, which Python's json writes but
+    JSON (and so the database's JSON columns) does not have.
     """
-    return json.loads(kombu_dumps(value), cls=CeleryJSONDecoder)
+    return json.loads(kombu_dumps(value, allow_nan=False), cls=CeleryJSONDecoder)

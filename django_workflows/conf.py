@@ -9,6 +9,10 @@ DEFAULTS: dict[str, Any] = {
     "REAPER_GRACE": 30.0,
     #: Seconds after which a running task is failed by the reaper (None: never).
     "TASK_TIMEOUT": None,
+    #: REST API: dotted path to ``callable(user, definition) -> bool`` deciding who may
+    #: launch (or relaunch) runs of a definition, on top of the ``add`` permission.
+    #: None: anyone with the permission.
+    "CAN_LAUNCH": None,
 }
 
 

@@ -16,13 +16,6 @@ def dag_data(workflow: Workflow) -> dict[str, Any]:
         .order_by("node")
         .values("id", "node", "task", "status", "attempts", "is_hook", "marked_success")
     )
-    index = {row["id"]: row["node"] for row in nodes}
-    edges = [
-        [index[parent], index[child]]
-        for child, parent in Edge.objects.filter(from_taskrun__workflow=workflow).values_list(
-            "from_taskrun_id", "to_taskrun_id"
-        )
-    ]
     return {
         "id": str(workflow.pk),
         "name": workflow.name,
@@ -47,5 +40,13 @@ def dag_data(workflow: Workflow) -> dict[str, Any]:
             }
             for row in nodes
         ],
-        "edges": edges,
+        "edges": edges_of(workflow.pk),
     }
+
+
+def edges_of(workflow_id: Any) -> list[dict[str, int]]:
+    """The run's edges as node indexes, parent (source) to child (target), in one query."""
+    rows = Edge.objects.filter(from_taskrun__workflow_id=workflow_id).values_list(
+        "to_taskrun__node", "from_taskrun__node"
+    )
+    return [{"source": parent, "target": child} for parent, child in sorted(rows)]

@@ -171,7 +171,9 @@ def _start(workflow: Workflow, roots: list[TaskRun]) -> None:
         message = f"The broker could not be reached to send the first tasks: {exc.__cause__}"
         Workflow.objects.filter(pk=workflow.pk).update(error=message)
         workflow.refresh_from_db()
-        raise BrokerUnavailable(message) from exc.__cause__
+        error = BrokerUnavailable(message)
+        error.workflow = workflow
+        raise error from exc.__cause__
 
 
 # -- dispatch -------------------------------------------------------------------------

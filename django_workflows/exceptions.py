@@ -39,7 +39,12 @@ class DefinitionError(WorkflowError):
 
 
 class BrokerUnavailable(WorkflowError, ConnectionError):
-    """The broker could not be reached to dispatch the workflow's first tasks."""
+    """The broker could not be reached to dispatch the workflow's first tasks.
+
+    ``workflow`` is the run recorded as failed (resume it when the broker is back).
+    """
+
+    workflow = None
 
 
 class InvalidState(WorkflowError):

@@ -6,6 +6,7 @@ so tests that use it run with ``transaction=True``.
 """
 
 import pytest
+from celery import Celery
 
 from tests.worker import start_worker, stop_worker
 
@@ -41,3 +42,16 @@ def calls():
         return [(c.task, c.args, c.kwargs) for c in rows]
 
     return read
+
+
+@pytest.fixture
+def broker_down(celery_app, monkeypatch):
+    """Make the current Celery app one whose broker port is closed."""
+    url = "amqp://guest:guest@127.0.0.1:1//"
+    monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery prefers it to the argument
+    down = Celery("down", broker=url, set_as_current=False)
+    down.conf.broker_connection_timeout = 0.5
+    down.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0}
+    down.set_current()
+    yield down
+    celery_app.set_current()

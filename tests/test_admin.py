@@ -87,7 +87,7 @@ def test_the_run_page_has_the_dag_and_the_buttons_its_state_allows(operator):
         (1, "fail", "failure"),
         (2, "add", "upstream_failed"),
     ]
-    assert sorted(dag["edges"]) == [[0, 1], [1, 2]]
+    assert dag["edges"] == [{"source": 0, "target": 1}, {"source": 1, "target": 2}]
     assert dag["progress"] == {"total": 3, "finished": 3, "succeeded": 1, "failed": 1}
 
     failed = wf.task_runs.get(node=1)

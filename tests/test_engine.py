@@ -9,7 +9,16 @@ from django_workflows import launch, launch_canvas
 from django_workflows.models import TaskRun, Workflow
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
-from tests.testapp.tasks import add, collect, fail, nap, not_json, not_json_unstored, tsum
+from tests.testapp.tasks import (
+    add,
+    collect,
+    fail,
+    nap,
+    not_a_number,
+    not_json,
+    not_json_unstored,
+    tsum,
+)
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -84,7 +93,9 @@ def test_a_join_waits_for_every_branch_even_after_one_failed(worker):
     assert statuses(wf) == {0: T.FAILURE, 1: T.SUCCESS, 2: T.UPSTREAM_FAILED}
 
 
-@pytest.mark.parametrize("task", [not_json, not_json_unstored], ids=["stored", "ignore_result"])
+@pytest.mark.parametrize(
+    "task", [not_json, not_json_unstored, not_a_number], ids=["stored", "ignore_result", "nan"]
+)
 def test_a_result_the_json_serializer_cannot_carry_fails_the_task(worker, task):
     wf = launch_canvas(add.s(1, 1) | task.s() | add.s(1)).wait(timeout=30)
 

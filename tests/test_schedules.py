@@ -279,9 +279,17 @@ def test_beat_launches_runs_every_second_and_stops_when_disabled(beat):
 @pytest.mark.django_db(transaction=True)
 def test_a_clocked_schedule_launches_one_run_at_its_time(beat):
     at = timezone.now() + timedelta(seconds=2)
-    schedule = save_form({"name": "once", "definition": "arith", "payload": '{"x": 2, "y": 2}',
-                          "overlap": "allow", "enabled": "on", "kind": "clocked",
-                          "clocked_time": at.strftime("%Y-%m-%d %H:%M:%S")})
+    schedule = save_form(
+        {
+            "name": "once",
+            "definition": "arith",
+            "payload": '{"x": 2, "y": 2}',
+            "overlap": "allow",
+            "enabled": "on",
+            "kind": "clocked",
+            "clocked_time": at.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    )
     run = until(lambda: schedule.runs.first(), what="the clocked run").wait()
     assert run.status == W.SUCCESS and run.created >= at - timedelta(seconds=1)
     with pytest.raises(TimeoutError):  # one-off: no second run in the next 2 s

@@ -24,7 +24,7 @@
     g.setGraph({ rankdir: "LR", nodesep: 10, ranksep: 36, marginx: 10, marginy: 10 });
     g.setDefaultEdgeLabel(function () { return {}; });
     data.nodes.forEach(function (n) { g.setNode(String(n.node), { width: 160, height: 30 }); });
-    data.edges.forEach(function (e) { g.setEdge(String(e[0]), String(e[1])); });
+    data.edges.forEach(function (e) { g.setEdge(String(e.source), String(e.target)); });
     dagre.layout(g);
     return g;
   }

@@ -1,0 +1,116 @@
+"""Requests generated from the OpenAPI schema (schemathesis) against the WSGI application.
+
+Valid and invalid requests, to unknown ids and to runs in every state, with an
+authenticated client: no response is a 5xx, and every response (status code,
+content type, body) is one the schema documents. Nothing reaches the broker.
+"""
+
+import pytest
+import schemathesis
+from django.contrib.auth.models import Permission, User
+from django.core.signals import request_started
+from django.core.wsgi import get_wsgi_application
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rest_framework.authtoken.models import Token
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from django_workflows import engine, launch
+from django_workflows.models import Workflow
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: Examples per operation: enough to reach every error path, small enough to stay fast.
+EXAMPLES = 30
+#: A well-formed task run id that is not one of the run's is a 400 on the ``task_run``
+#: field (as DRF's related fields do), which this check expects to be accepted.
+LENIENT = {"POST /api/workflows/{id}/rerun/": [positive_data_acceptance]}
+
+
+def report(wf: Workflow, node: int, value=None, error: Exception | None = None) -> None:
+    run = wf.task_runs.get(node=node)
+    engine.task_started(str(run.pk), str(wf.pk), "worker-1")
+    if error is None:
+        engine.task_succeeded(str(run.pk), str(wf.pk), node, value)
+    else:
+        engine.task_failed(str(run.pk), error, "Traceback")
+
+
+def runs_in_every_state() -> list[Workflow]:
+    running = launch("arith", {"x": 1, "y": 2})
+    done = launch("arith", {"x": 1, "y": 2}, idempotency_key="done")
+    for node, value in [(0, 3), (1, 4), (2, 5), (3, 9)]:
+        report(done, node, value)
+    failed = launch("breaks", {})
+    report(failed, 0, 2)
+    report(failed, 1, error=ValueError("boom"))
+    canceled = launch("breaks", {}).cancel()
+    return [running, done, failed, canceled]
+
+
+def fuzz(operation, strategies: list, headers: dict) -> None:
+    """Send EXAMPLES requests drawn from ``strategies``; validate each response."""
+    excluded = LENIENT.get(operation.label, [])
+
+    @given(case=st.one_of(strategies))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(case):
+        case.call_and_validate(headers=headers, excluded_checks=excluded)
+
+    check()
+
+
+def test_generated_requests_get_documented_responses_and_no_server_error(monkeypatch):
+    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: None)
+    user = User.objects.create_user("fuzzer")
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="django_workflows"))
+    headers = {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+    runs = runs_in_every_state()
+    known = {
+        "id": [str(wf.pk) for wf in runs] + [str(wf.task_runs.get(node=1).pk) for wf in runs],
+        "name": ["arith", "breaks", "etl"],
+    }
+    schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
+    schema = schema.exclude(path="/api/schema/")
+    # Our token authenticates every request: no made-up session cookies or tokens besides it.
+    # NUL characters are refused (400): PostgreSQL cannot store them. test_api checks that.
+    schema.config.generation.update(with_security_parameters=False, allow_x00=False)
+    # DRF and django-filter are lenient by design: an empty filter or a bad page_size is
+    # ignored, "yes" is a boolean, 12 a string. Invalid input must still never be a 5xx.
+    schema.config.checks.update(excluded_check_names=["negative_data_rejection"])
+
+    sent = []
+
+    def count(**kwargs) -> None:
+        sent.append(kwargs["environ"]["PATH_INFO"])
+
+    request_started.connect(count, weak=False, dispatch_uid="fuzz-count")
+    failures = {}
+    try:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            strategies = [
+                operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
+                operation.as_strategy(schemathesis.GenerationMode.NEGATIVE),
+            ]
+            for parameter in operation.path_parameters:
+                strategies += [
+                    operation.as_strategy(path_parameters={parameter.name: value})
+                    for value in known[parameter.name]
+                ]
+
+            try:
+                fuzz(operation, strategies, headers)
+            except Exception as exc:  # report every operation's failure, not only the first
+                failures[operation.label] = exc
+    finally:
+        request_started.disconnect(dispatch_uid="fuzz-count")
+
+    operations = len(list(schema.get_all_operations()))
+    print(f"\nschemathesis: {len(sent)} requests to {operations} operations")
+    assert not failures, "\n\n".join(f"{label}:\n{exc}" for label, exc in failures.items())
