@@ -20,6 +20,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _t
 from django.utils.translation import gettext_lazy as _
 
+from .conf import get_setting
 from .dag import dag_data
 from .definitions import registry
 from .exceptions import InvalidPayload, UnknownWorkflow, WorkflowError
@@ -371,7 +372,6 @@ class WorkflowAdmin(admin.ModelAdmin):
 def task_details(run: TaskRun) -> dict[str, Any]:
     """What the details panel of a node shows."""
     from django.apps import apps
-    from django.conf import settings
 
     links = {}
     if apps.is_installed("django_celery_results"):
@@ -382,7 +382,7 @@ def task_details(run: TaskRun) -> dict[str, Any]:
             links["task_result"] = reverse(
                 "admin:django_celery_results_taskresult_change", args=[result.pk]
             )
-    flower = getattr(settings, "DJANGO_WORKFLOWS", {}).get("FLOWER_URL")
+    flower = get_setting("FLOWER_URL")
     if flower:
         links["flower"] = f"{flower.rstrip('/')}/task/{run.pk}"
     duration = (
@@ -429,7 +429,7 @@ def task_details(run: TaskRun) -> dict[str, Any]:
 @admin.register(TaskRun)
 class TaskRunAdmin(admin.ModelAdmin):
     list_display = ("task", "run_link", "node", "status", "attempts", "started_at", "finished_at")
-    list_filter = ("status", "task", "is_hook")
+    list_filter = ("status", "task", "workflow__name", "is_hook")
     search_fields = ("id", "task", "workflow__id")
     list_select_related = ("workflow",)
     readonly_fields = [f.name for f in TaskRun._meta.fields]

@@ -13,6 +13,8 @@ DEFAULTS: dict[str, Any] = {
     #: launch (or relaunch) runs of a definition, on top of the ``add`` permission.
     #: None: anyone with the permission.
     "CAN_LAUNCH": None,
+    #: Admin: Flower's address, to link each task run to its Flower page (None: no link).
+    "FLOWER_URL": None,
 }
 
 

@@ -97,6 +97,15 @@ def test_the_run_page_has_the_dag_and_the_buttons_its_state_allows(operator):
     assert details["traceback"].startswith("Traceback")
     assert details["history"][0]["status"] == "failure" and details["args"] == []
     assert details["worker"] == "w1" and details["duration"] is not None
+    assert "flower" not in details["links"]
+
+
+def test_task_details_link_to_flower_when_configured(operator, settings):
+    settings.DJANGO_WORKFLOWS = {"FLOWER_URL": "http://flower.local:5555/"}
+    wf = failed_run()
+    failed = wf.task_runs.get(node=1)
+    details = operator.get(f"{ADMIN}{wf.pk}/tasks/{failed.pk}.json").json()
+    assert details["links"]["flower"] == f"http://flower.local:5555/task/{failed.pk}"
 
 
 def test_resume_shows_the_plan_then_resumes(operator, sent):
