@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from .conf import get_setting
 from .dag import dag_data
 from .definitions import registry
-from .exceptions import InvalidPayload, UnknownWorkflow, WorkflowError
+from .exceptions import WorkflowError
 from .forms import LaunchForm, WorkflowScheduleForm
 from .models import ScheduleFire, TaskRun, Workflow, WorkflowSchedule
 
@@ -337,9 +337,7 @@ class WorkflowAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 run = form.launch(user=request.user)
-            except (UnknownWorkflow, InvalidPayload) as exc:  # pragma: no cover - form checked
-                form.add_error(None, str(exc))
-            except WorkflowError as exc:
+            except WorkflowError as exc:  # e.g. the broker is down: the run is recorded
                 form.add_error(None, str(exc))
             else:
                 return HttpResponseRedirect(
