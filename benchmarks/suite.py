@@ -32,6 +32,12 @@ from tests.worker import start_worker, stop_worker  # noqa: E402
 IDLE_QUEUE = "bench-idle"  # no worker consumes it: launches measured without execution
 
 
+def purge_idle_queue() -> None:
+    """Drop the messages the launch rows sent to the queue no worker reads."""
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(IDLE_QUEUE)
+
+
 def fresh_database() -> None:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
@@ -155,8 +161,7 @@ def launch_time(reps: int) -> None:
             "-",
             f"{size - 1} roots sent",
         )
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(IDLE_QUEUE)
+    purge_idle_queue()
 
 
 def message_size(reps: int) -> None:
@@ -187,8 +192,7 @@ def message_size(reps: int) -> None:
             )
     finally:
         before_task_publish.disconnect(capture)
-        with app.connection_for_write() as conn:
-            conn.default_channel.queue_purge(IDLE_QUEUE)
+        purge_idle_queue()
 
 
 def dag_pages(reps: int) -> None:
@@ -219,8 +223,7 @@ def dag_pages(reps: int) -> None:
             "-",
             f"{size_kb:.0f} KB",
         )
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(IDLE_QUEUE)
+    purge_idle_queue()
     admin.delete()
 
 

@@ -55,8 +55,15 @@ def on_failure(
     einfo: Any = None,
     **kwargs: Any,
 ) -> None:
-    # Also sent by the worker's main process (hard time limit, lost worker),
-    # where the request is not at hand: the task id alone decides.
+    request = getattr(sender, "request", None)
+    if (
+        request is not None
+        and request.id == task_id
+        and not getattr(request, engine.RUN_HEADER, None)
+    ):
+        return  # a task outside any workflow: no query
+    # Otherwise the task id decides: the worker's main process (hard time
+    # limit, lost worker) may report a task whose request is not at hand.
     engine.task_failed(task_id, exception, getattr(einfo, "traceback", ""))
 
 
