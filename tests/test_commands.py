@@ -1,9 +1,13 @@
 """``manage.py workflows``: resume and cancel from a shell."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from django_workflows import launch_canvas
+from django_workflows.models import Workflow
 from django_workflows.models import WorkflowStatus as W
 from tests.test_operations import node, until
 from tests.testapp.models import Switch
@@ -38,3 +42,76 @@ def test_cancel_and_errors_are_clear(worker, capsys):
         call_command("workflows", "cancel", str(wf.pk))
     with pytest.raises(CommandError, match="No workflow run 'nope'"):
         call_command("workflows", "resume", "nope")
+
+
+def test_list_and_show_describe_the_definitions(capsys):
+    call_command("workflows", "list")
+    assert "arith\tAdds, fans out, sums." in capsys.readouterr().out
+    call_command("workflows", "show", "arith")
+    out = capsys.readouterr().out
+    assert '"required": ["x", "y"]' in out and 'example payload: {"x": 0, "y": 0, "tag": ""}' in out
+    assert "#3 tests.testapp.tasks.tsum after #1, #2" in out
+    with pytest.raises(CommandError, match="Unknown workflow 'nope'. Registered workflows: "):
+        call_command("workflows", "show", "nope")
+
+
+def test_run_wait_prints_progress_and_exits_by_outcome(worker, capsys):
+    call_command("workflows", "run", "arith", "--payload", '{"x": 2, "y": 3}', "--wait")
+    out = capsys.readouterr().out
+    assert "success: 4/4 finished" in out and "result: 13" in out
+
+    with pytest.raises(SystemExit) as exit_:
+        call_command("workflows", "run", "breaks", "--wait")
+    assert exit_.value.code == 1
+    captured = capsys.readouterr()
+    assert "failure: 3/3 finished, 1 failed" in captured.out
+    assert "#1 tests.testapp.tasks.fail: ValueError: boom" in captured.err
+
+
+def test_run_refuses_a_bad_payload_listing_every_error():
+    with pytest.raises(CommandError) as error:
+        call_command("workflows", "run", "arith", "--payload", '{"x": "a"}')
+    assert "x: 'a' is not of type 'integer'" in str(error.value)
+    assert "(payload): 'y' is a required property" in str(error.value)
+    with pytest.raises(CommandError, match="--payload is not JSON"):
+        call_command("workflows", "run", "arith", "--payload", "{x")
+
+
+def test_status_relaunch_and_rerun(worker, capsys):
+    wf = launch_canvas(add.s(1, 1) | add.s(2)).wait()
+    call_command("workflows", "status", str(wf.pk))
+    out = capsys.readouterr().out
+    assert "success: 2/2 finished" in out and "#1 tests.testapp.tasks.add success" in out
+
+    call_command("workflows", "rerun", str(wf.pk), "--from", "1")
+    assert "runs again: #1 tests.testapp.tasks.add" in capsys.readouterr().out
+    assert wf.wait().status == W.SUCCESS and node(wf, 1).attempts == 2
+
+    call_command("workflows", "relaunch", str(wf.pk))
+    new = Workflow.objects.get(pk=capsys.readouterr().out.strip())
+    assert new.relaunched_from == wf and new.wait().result == 4
+
+
+def test_prune_deletes_old_finished_runs_in_batches(monkeypatch, capsys):
+    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: None)
+    runs = [launch_canvas(add.s(1, 1), name=name) for name in ["a"] * 4 + ["b"] * 2]
+    Workflow.objects.update(status=W.SUCCESS)
+    live = launch_canvas(add.s(1, 1), name="a")  # running: never pruned
+    for days, run in enumerate(reversed(runs)):
+        Workflow.objects.filter(pk=run.pk).update(created=timezone.now() - timedelta(days=days))
+
+    call_command("workflows", "prune", "--keep", "2", "--batch-size", "1")
+    assert "2 finished run(s) deleted." in capsys.readouterr().out
+    assert set(Workflow.objects.values_list("pk", flat=True)) == {
+        live.pk,
+        runs[2].pk,
+        runs[3].pk,
+        runs[4].pk,
+        runs[5].pk,
+    }
+
+    call_command("workflows", "prune", "--older-than", "2.5")
+    assert "1 finished run(s) deleted." in capsys.readouterr().out
+    assert not Workflow.objects.filter(pk=runs[2].pk).exists()
+    with pytest.raises(CommandError, match="Say what to prune"):
+        call_command("workflows", "prune")
