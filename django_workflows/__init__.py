@@ -2,12 +2,13 @@
 
 from typing import TYPE_CHECKING, Any
 
+from .canvas import foreach
 from .definitions import workflow
 
 if TYPE_CHECKING:
     from .models import Workflow
 
-__all__ = ["launch", "launch_canvas", "workflow"]
+__all__ = ["foreach", "launch", "launch_canvas", "workflow"]
 
 __version__ = "0.1.0.dev0"
 

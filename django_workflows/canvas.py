@@ -39,6 +39,36 @@ _WIRING_OPTIONS = frozenset(
 )
 
 
+FOREACH_TASK = "django_workflows.foreach"
+
+
+@Signature.register_type(name=FOREACH_TASK)
+class foreach(Signature):  # noqa: N801 - named like Celery's group, chain, chord
+    """Run ``task`` once for each item of the previous step's result.
+
+    ``chain(list_files.s(), foreach(process.s()), merge.s())``: in a workflow
+    each item becomes its own tracked task run (``process(item)``), and the
+    next step receives their results as a list, in order; an empty list goes
+    straight on as ``[]``. Run natively by Celery, the ``django_workflows.foreach``
+    task calls ``task`` for each item in turn, in one worker, with the same result.
+    """
+
+    def __init__(self, task: Any, **options: Any) -> None:
+        if isinstance(task, dict) and not isinstance(task, Signature):
+            task = Signature.from_dict(task)
+        super().__init__(
+            FOREACH_TASK, (), {"task": task}, subtask_type=FOREACH_TASK, **options
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict, app: Any = None) -> "foreach":
+        return cls(d["kwargs"]["task"], app=app, **d["options"])
+
+    @property
+    def item_task(self) -> Signature:
+        return maybe_signature(self.kwargs["task"], app=self._app)
+
+
 @dataclass
 class Node:
     index: int
@@ -49,6 +79,8 @@ class Node:
     immutable: bool
     input: Ref | None
     parents: list[int] = field(default_factory=list)
+    #: A foreach node: expands at run time into one task run per item of its input.
+    map: bool = False
 
 
 @dataclass
@@ -84,6 +116,8 @@ class _Compiler:
             raise CanvasError(f"Not a Celery signature or canvas: {sig!r}")
         if isinstance(sig, chunks):
             sig = sig.group()
+        if sig.task == FOREACH_TASK:
+            return self._foreach(sig, parents, input)
         if isinstance(sig, _chain):
             return self._chain(sig, parents, input)
         if isinstance(sig, _chord):
@@ -115,6 +149,19 @@ class _Compiler:
             ends.extend(member_ends)
         # An empty group passes its parents on: what follows waits for them.
         return refs, tuple(ends) if tasks else parents
+
+    def _foreach(self, sig: Signature, parents: tuple, input: Ref | None) -> tuple[int, tuple]:
+        item = maybe_signature(sig.kwargs.get("task"), app=self.app)
+        if not isinstance(item, Signature) or isinstance(item, (_chain, group, _chord)):
+            raise CanvasError(f"foreach takes one task signature, got {item!r}.")
+        if input is None or item.immutable:
+            raise CanvasError(
+                f"foreach({item.task}) needs a step before it and a mutable signature: "
+                "it runs its task once for each item of the previous step's result."
+            )
+        index, ends = self._task(item, parents, input)
+        self.nodes[index].map = True
+        return index, ends
 
     def _task(self, sig: Signature, parents: tuple, input: Ref | None) -> tuple[int, tuple]:
         if sig.options.get("link_error"):

@@ -15,6 +15,16 @@ DEFAULTS: dict[str, Any] = {
     "CAN_LAUNCH": None,
     #: Admin: Flower's address, to link each task run to its Flower page (None: no link).
     "FLOWER_URL": None,
+    #: YAML files of workflow definitions (celery-director's workflows.yml format),
+    #: loaded at startup; a malformed file is reported by ``manage.py check``.
+    "DEFINITION_FILES": [],
+    #: Guardrails (None: no limit). A run may have at most MAX_NODES task runs,
+    #: foreach items included.
+    "MAX_NODES": 100_000,
+    #: Bytes of a launch payload, as JSON.
+    "MAX_PAYLOAD_SIZE": 1_000_000,
+    #: Bytes of one task result, as JSON: a larger result fails its task.
+    "MAX_RESULT_SIZE": 10_000_000,
 }
 
 

@@ -1,6 +1,6 @@
 """Celery tasks of the app itself."""
 
-from celery import shared_task
+from celery import shared_task, signature
 
 from . import engine
 from .conf import get_setting
@@ -22,3 +22,12 @@ def launch_workflow(self, name: str, payload: dict | None = None) -> str | None:
     from .schedules import fire
 
     return fire(name, payload, periodic_task_name=getattr(self.request, "periodic_task_name", None))
+
+
+@shared_task(name="django_workflows.foreach")
+def foreach(items: list, task: dict) -> list:
+    """``foreach(task)`` run natively by Celery (outside a workflow): ``task``
+    is called for each item in turn, in this worker. In a workflow the engine
+    runs one task per item instead, and this task is never sent."""
+    item_task = signature(task)
+    return [item_task(item) for item in items]
