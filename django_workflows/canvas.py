@@ -56,9 +56,7 @@ class foreach(Signature):  # noqa: N801 - named like Celery's group, chain, chor
     def __init__(self, task: Any, **options: Any) -> None:
         if isinstance(task, dict) and not isinstance(task, Signature):
             task = Signature.from_dict(task)
-        super().__init__(
-            FOREACH_TASK, (), {"task": task}, subtask_type=FOREACH_TASK, **options
-        )
+        super().__init__(FOREACH_TASK, (), {"task": task}, subtask_type=FOREACH_TASK, **options)
 
     @classmethod
     def from_dict(cls, d: dict, app: Any = None) -> "foreach":

@@ -14,7 +14,18 @@ def dag_data(workflow: Workflow) -> dict[str, Any]:
     nodes = list(
         TaskRun.objects.filter(workflow=workflow)
         .order_by("node")
-        .values("id", "node", "task", "status", "attempts", "is_hook", "marked_success")
+        .values(
+            "id",
+            "node",
+            "task",
+            "status",
+            "attempts",
+            "is_hook",
+            "marked_success",
+            "is_map",
+            "map_size",
+            "map_index",
+        )
     )
     return {
         "id": str(workflow.pk),
@@ -32,7 +43,7 @@ def dag_data(workflow: Workflow) -> dict[str, Any]:
                 "id": str(row["id"]),
                 "node": row["node"],
                 "task": row["task"],
-                "label": row["task"].rsplit(".", 1)[-1],
+                "label": _label(row),
                 "status": row["status"],
                 "attempts": row["attempts"],
                 "hook": row["is_hook"],
@@ -50,3 +61,13 @@ def edges_of(workflow_id: Any) -> list[dict[str, int]]:
         "to_taskrun__node", "from_taskrun__node"
     )
     return [{"source": parent, "target": child} for parent, child in sorted(rows)]
+
+
+def _label(row: dict[str, Any]) -> str:
+    """The task's short name; a foreach node says how many items, an item which one."""
+    name = row["task"].rsplit(".", 1)[-1]
+    if row["is_map"]:
+        return f"foreach {name}" + ("" if row["map_size"] is None else f" ×{row['map_size']}")
+    if row["map_index"] is not None:
+        return f"{name} [{row['map_index']}]"
+    return name

@@ -14,23 +14,32 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from graphlib import TopologicalSorter
 from typing import Any
 
 from celery import current_app
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from .canvas import Dag, Node, compile_canvas, referenced, resolve
 from .codec import round_trip
+from .conf import get_setting
 from .definitions import registry
-from .exceptions import BrokerUnavailable, InvalidState
+from .exceptions import BrokerUnavailable, InvalidState, NodeLimitExceeded
 from .models import TaskAttempt, TaskRun, Workflow
 from .models import TaskRunStatus as T
 from .models import WorkflowStatus as W
 from .signals import task_run_changed, workflow_finished, workflow_started
-from .states import ACTIVE_TASK, FAILED_TASK, move_tasks, move_workflow, release_children
+from .states import (
+    ACTIVE_TASK,
+    FAILED_TASK,
+    FINISHED_TASK,
+    move_tasks,
+    move_workflow,
+    release_children,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +137,7 @@ def _create(dag: Dag, *, name: str, payload: Any, user: Any, **fields: Any) -> W
                     immutable=node.immutable,
                     input=node.input,
                     waiting=len(node.parents),
+                    is_map=node.map,
                     # Roots are claimed by the launch itself: nobody else sees them yet.
                     status=T.PENDING if node.parents else T.QUEUED,
                     queued_at=None if node.parents else now,
@@ -191,6 +201,20 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
     needed = set().union(*(referenced(run.input) for run in runs)) - results.keys()
     if needed:
         results = {**results, **_results(runs[0].workflow_id, needed)}
+    maps = [run for run in runs if run.is_map]
+    if maps:
+        runs = [run for run in runs if not run.is_map]
+        _send(runs, results)
+        for run in maps:
+            if run.map_size is None:
+                _expand(run, resolve(run.input, results))
+            else:
+                _gather(run)
+        return
+    _send(runs, results)
+
+
+def _send(runs: list[TaskRun], results: dict[int, Any]) -> None:
     app = current_app
     with app.producer_or_acquire() as producer:
         for position, run in enumerate(runs):
@@ -209,6 +233,107 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
             except Exception as exc:  # e.g. TypeError: the arguments do not fit the task
                 logger.warning("Could not send task run %s (%s): %r", run.pk, run.task, exc)
                 task_failed(str(run.pk), exc)
+
+
+def _expand(run: TaskRun, items: Any) -> None:
+    """A foreach node's input is ready: one queued task run per item, sent now.
+
+    The node itself goes back to pending, waiting for its items; the last
+    item to succeed claims it like any join, and :func:`_gather` completes it.
+    """
+    if not isinstance(items, list):
+        task_failed(
+            str(run.pk),
+            TypeError(
+                f"foreach({run.task}) maps over a list, but the previous step "
+                f"returned {type(items).__name__}: {items!r:.200}"
+            ),
+        )
+        return
+    if not items:
+        TaskRun.objects.filter(pk=run.pk).update(map_size=0)
+        task_succeeded(str(run.pk), str(run.workflow_id), run.node, [])
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        # One expansion at a time per run: node numbers are allocated here.
+        total = (
+            Workflow.objects.select_for_update()
+            .filter(pk=run.workflow_id)
+            .values_list("tasks_total", flat=True)
+            .get()
+        )
+        limit = get_setting("MAX_NODES")
+        if limit is not None and total + len(items) > limit:
+            too_many = NodeLimitExceeded(
+                f"foreach({run.task}) would expand into {len(items)} task runs, "
+                f"{total + len(items)} in this run: the limit is {limit} "
+                "(DJANGO_WORKFLOWS['MAX_NODES'])."
+            )
+        else:
+            too_many = None
+            _add_items(run, items, now)
+    if too_many:
+        task_failed(str(run.pk), too_many)
+        return
+    children = list(TaskRun.objects.filter(mapped_from=run, status=T.QUEUED).order_by("map_index"))
+    _changed(run.workflow_id, [child.pk for child in children], T.QUEUED)
+    dispatch(children, {})
+
+
+def _add_items(run: TaskRun, items: list, now: Any) -> None:
+    """Save a foreach node's items and their edges; the node waits for them."""
+    first = TaskRun.objects.filter(workflow_id=run.workflow_id).aggregate(last=Max("node"))
+    base = first["last"] + 1
+    parents = list(
+        Edge.objects.filter(from_taskrun_id=run.pk).values_list("to_taskrun_id", flat=True)
+    )
+    children = [
+        TaskRun(
+            workflow_id=run.workflow_id,
+            node=base + index,
+            task=run.task,
+            args=[item, *run.args],
+            kwargs=run.kwargs,
+            options=run.options,
+            mapped_from_id=run.pk,
+            map_index=index,
+            status=T.QUEUED,
+            queued_at=now,
+        )
+        for index, item in enumerate(items)
+    ]
+    TaskRun.objects.bulk_create(children, batch_size=500)
+    Edge.objects.bulk_create(
+        [
+            *(
+                Edge(from_taskrun_id=child.pk, to_taskrun_id=parent)
+                for child in children
+                for parent in parents
+            ),
+            *(Edge(from_taskrun_id=run.pk, to_taskrun_id=child.pk) for child in children),
+        ],
+        batch_size=500,
+    )
+    move_tasks(
+        TaskRun.objects.filter(pk=run.pk),
+        T.PENDING,
+        from_={T.QUEUED},
+        waiting=len(children),
+        map_size=len(children),
+        claim=None,
+    )
+    Workflow.objects.filter(pk=run.workflow_id).update(tasks_total=F("tasks_total") + len(children))
+
+
+def _gather(run: TaskRun) -> None:
+    """Every item of a foreach node succeeded: their results, in order, are its result."""
+    results = list(
+        TaskRun.objects.filter(mapped_from=run)
+        .order_by("map_index")
+        .values_list("result", flat=True)
+    )
+    task_succeeded(str(run.pk), str(run.workflow_id), run.node, results)
 
 
 def _results(workflow_id: Any, nodes: Iterable[int]) -> dict[int, Any]:
@@ -403,10 +528,10 @@ def _finish_if_done(workflow_id: Any) -> None:
         moved = move_workflow(run, W.SUCCESS, result=result, finished=now)
     if moved:
         workflow_finished.send(Workflow, workflow_id=workflow_id, name=row["name"], status=status)
-        _call_hook(workflow_id, row["name"], status, result, row["tasks_total"])
+        _call_hook(workflow_id, row["name"], status, result)
 
 
-def _call_hook(workflow_id: Any, name: str, status: str, result: Any, total: int) -> None:
+def _call_hook(workflow_id: Any, name: str, status: str, result: Any) -> None:
     """Send the definition's on_success / on_failure hook as a recorded task run."""
     definition = registry._definitions.get(name)
     hook = definition and (definition.on_success if status == W.SUCCESS else definition.on_failure)
@@ -426,10 +551,10 @@ def _call_hook(workflow_id: Any, name: str, status: str, result: Any, total: int
             "exception_type": failed.exception_type,
             "exception_message": failed.exception_message,
         }
-    hooks = TaskRun.objects.filter(workflow_id=workflow_id, is_hook=True).count()
+    last = TaskRun.objects.filter(workflow_id=workflow_id).aggregate(last=Max("node"))["last"]
     run = TaskRun.objects.create(
         workflow_id=workflow_id,
-        node=total + hooks,
+        node=last + 1,
         task=hook.task,
         args=[str(workflow_id), argument, *hook.args],
         kwargs=dict(hook.kwargs),
@@ -551,21 +676,40 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
     rows = {
         row["id"]: row
         for row in TaskRun.objects.filter(workflow=workflow, is_hook=False).values(
-            "id", "node", "task", "status", "revoked"
+            "id", "node", "task", "status", "revoked", "map_size", "mapped_from"
         )
     }
     parents = defaultdict(list)
     for child, parent in _edges(workflow.pk):
         parents[child].append(parent)
     selected = select(rows)
-    after: dict = {}
-    waiting: dict = {}
-    for pk in sorted(selected, key=lambda pk: rows[pk]["node"]):
-        states = [after.get(p, rows[p]["status"]) for p in parents[pk]]
-        if any(state in FAILED_TASK for state in states):
-            continue  # still blocked by a failure outside the selection
-        after[pk] = T.PENDING
-        waiting[pk] = sum(state != T.SUCCESS for state in states)
+    order = list(TopologicalSorter({pk: parents[pk] for pk in selected}).static_order())
+
+    def reopen(dropped: set) -> tuple[dict, dict]:
+        after: dict = {}
+        waiting: dict = {}
+        for pk in order:
+            if pk not in selected or pk in dropped:
+                continue
+            states = [after.get(p, rows[p]["status"]) for p in parents[pk] if p not in dropped]
+            if any(state in FAILED_TASK for state in states):
+                continue  # still blocked by a failure outside the selection
+            after[pk] = T.PENDING
+            waiting[pk] = sum(state != T.SUCCESS for state in states)
+        return after, waiting
+
+    after, waiting = reopen(dropped=set())
+    # A foreach node whose input runs again expands again, from the new input:
+    # its old items go.
+    collapsed = {
+        pk
+        for pk in after
+        if rows[pk]["map_size"] is not None
+        and any(p in after and rows[p]["mapped_from"] != pk for p in parents[pk])
+    }
+    dropped = {pk for pk, row in rows.items() if row["mapped_from"] in collapsed}
+    if dropped:
+        after, waiting = reopen(dropped)
 
     def describe(pk):
         row = rows[pk]
@@ -582,6 +726,7 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
         return plan
 
     before = Counter(rows[pk]["status"] for pk in after)
+    gone = Counter(rows[pk]["status"] for pk in dropped)
     now = timezone.now()
     with transaction.atomic():
         if not move_workflow(
@@ -591,9 +736,12 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
             finished=None,
             result=None,
             error="",
-            tasks_finished=F("tasks_finished") - sum(before.values()),
-            tasks_failed=F("tasks_failed") - before[T.FAILURE],
-            tasks_succeeded=F("tasks_succeeded") - before[T.SUCCESS],
+            tasks_total=F("tasks_total") - len(dropped),
+            tasks_finished=F("tasks_finished")
+            - sum(before.values())
+            - sum(n for status, n in gone.items() if status in FINISHED_TASK),
+            tasks_failed=F("tasks_failed") - before[T.FAILURE] - gone[T.FAILURE],
+            tasks_succeeded=F("tasks_succeeded") - before[T.SUCCESS] - gone[T.SUCCESS],
         ):
             workflow.refresh_from_db()
             raise _refuse("reopen", workflow, workflow_from)
@@ -612,6 +760,9 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
             started_at=None,
             finished_at=None,
         )
+        if dropped:
+            TaskRun.objects.filter(pk__in=dropped).delete()
+            TaskRun.objects.filter(pk__in=collapsed).update(map_size=None)
         by_count = defaultdict(list)
         for pk, count in waiting.items():
             by_count[count].append(pk)
@@ -651,11 +802,13 @@ def relaunch(workflow: Workflow, user: Any = None) -> Workflow:
         raise _refuse("relaunch", workflow, allowed)
     if workflow.name in registry:
         return launch(workflow.name, workflow.payload, user=user, relaunched_from=workflow)
-    runs = list(workflow.task_runs.filter(is_hook=False).order_by("node"))
+    # foreach items are not copied: the new run expands its foreach nodes itself.
+    runs = list(workflow.task_runs.filter(is_hook=False, mapped_from=None).order_by("node"))
     node_of = {run.pk: run.node for run in runs}
     parents = defaultdict(list)
     for child, parent in _edges(workflow.pk):
-        parents[child].append(node_of[parent])
+        if child in node_of and parent in node_of:
+            parents[child].append(node_of[parent])
     dag = Dag(
         nodes=[
             Node(
@@ -667,6 +820,7 @@ def relaunch(workflow: Workflow, user: Any = None) -> Workflow:
                 immutable=run.immutable,
                 input=run.input,
                 parents=sorted(parents[run.pk]),
+                map=run.is_map,
             )
             for run in runs
         ],

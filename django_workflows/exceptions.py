@@ -53,3 +53,7 @@ class InvalidState(WorkflowError):
     def __init__(self, message: str, status: str = "") -> None:
         self.status = status
         super().__init__(message)
+
+
+class NodeLimitExceeded(WorkflowError):
+    """A run would have more task runs than ``DJANGO_WORKFLOWS["MAX_NODES"]``."""

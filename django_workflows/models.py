@@ -200,6 +200,20 @@ class TaskRun(models.Model):
     revoked = models.BooleanField(_("revoked"), default=False)
     #: An on_success / on_failure hook of the definition, not a node of the DAG.
     is_hook = models.BooleanField(_("hook"), default=False)
+    #: A foreach node: when its input is ready it expands into one task run per
+    #: item (``map_items``), then gathers their results, in order, as its own.
+    is_map = models.BooleanField(_("foreach"), default=False)
+    #: How many items a foreach node expanded into (null: not expanded yet).
+    map_size = models.PositiveIntegerField(_("items"), null=True, blank=True)
+    mapped_from = models.ForeignKey(
+        "self",
+        verbose_name=_("item of"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="map_items",
+    )
+    map_index = models.PositiveIntegerField(_("item"), null=True, blank=True)
     worker = models.CharField(_("worker"), max_length=255, blank=True)
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)

@@ -26,8 +26,9 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     T.FAILURE: frozenset({T.QUEUED, T.RUNNING, T.RETRYING}),  # worker, reaper, broker down
     T.UPSTREAM_FAILED: frozenset({T.PENDING}),  # an ancestor failed
     T.CANCELED: frozenset({T.PENDING, T.QUEUED, T.RUNNING, T.RETRYING}),  # cancel
-    # resume (failure, upstream_failed, canceled) and rerun_from (success too)
-    T.PENDING: frozenset({T.FAILURE, T.UPSTREAM_FAILED, T.CANCELED, T.SUCCESS}),
+    # resume (failure, upstream_failed, canceled) and rerun_from (success too);
+    # a foreach node, once expanded, waits for its items (queued)
+    T.PENDING: frozenset({T.FAILURE, T.UPSTREAM_FAILED, T.CANCELED, T.SUCCESS, T.QUEUED}),
 }
 
 #: target status -> statuses a workflow may leave for it

@@ -8,6 +8,7 @@ says what native Celery does wrong with it.
 
 from celery import chain, chord, group
 
+from django_workflows import foreach
 from tests.testapp.tasks import add, collect, const, mul, tsum
 
 CANVASES = [
@@ -71,6 +72,12 @@ CANVASES = [
     ),
     ("immutable_chord_body", lambda: chord([add.s(1, 1)], const.si("done")), "done"),
     ("map", lambda: const.map([1, 2, 3]), [1, 2, 3]),
+    # Natively one task calls add per item in turn; tracked, one task run per item.
+    (
+        "foreach",
+        lambda: const.s([1, 2, 3]) | foreach(add.s(10)) | collect.s(),
+        {"args": [[11, 12, 13]], "kwargs": {}},
+    ),
     ("starmap", lambda: add.starmap([(1, 2), (3, 4)]), [3, 7]),
     ("chunks", lambda: add.chunks([(i, i) for i in range(6)], 2), [[0, 2], [4, 6], [8, 10]]),
     (

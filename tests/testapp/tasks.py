@@ -143,3 +143,12 @@ def not_a_number(self, *args):
     """NaN: Python's json writes it, JSON has no such value."""
     _record(self, args, {})
     return float("nan")
+
+
+@shared_task(bind=True)
+def gate_items(self, value, closed=()):
+    """``value * 10``; fails for the values in ``closed`` until Switch(f"item-{value}") is on."""
+    _record(self, (value,), {"closed": list(closed)})
+    if value in closed and not Switch.objects.filter(key=f"item-{value}").exists():
+        raise RuntimeError(f"item {value} is closed")
+    return value * 10
