@@ -86,6 +86,8 @@ class Dag:
     nodes: list[Node]
     #: How the canvas's result is read from its nodes' results.
     result: Ref | None
+    #: Shapes of this canvas that native Celery is known to run wrong.
+    native_warnings: list[str] = field(default_factory=list)
 
 
 def compile_canvas(canvas: Any, app: Any = None) -> Dag:
@@ -93,13 +95,14 @@ def compile_canvas(canvas: Any, app: Any = None) -> Dag:
     app = app or current_app
     compiler = _Compiler(app)
     result, _ = compiler.add(canvas, parents=(), input=None)
-    return Dag(nodes=compiler.nodes, result=result)
+    return Dag(nodes=compiler.nodes, result=result, native_warnings=compiler.warnings)
 
 
 class _Compiler:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.nodes: list[Node] = []
+        self.warnings: list[str] = []
 
     def add(self, sig: Any, parents: tuple[int, ...], input: Ref | None) -> tuple[Ref, tuple]:
         """Add ``sig`` after ``parents``, fed ``input``.
@@ -119,11 +122,22 @@ class _Compiler:
         if isinstance(sig, _chain):
             return self._chain(sig, parents, input)
         if isinstance(sig, _chord):
+            self._check_header(sig)
             header_ref, header_ends = self._group(sig.tasks, parents, input)
             return self.add(sig.body, header_ends, header_ref)
         if isinstance(sig, group):
             return self._group(sig.tasks, parents, input)
         return self._task(sig, parents, input)
+
+    def _check_header(self, sig: _chord) -> None:
+        members = [maybe_signature(m, app=self.app) for m in sig.tasks]
+        if any(isinstance(m, group) for m in members):
+            self.warnings.append(
+                "a group nested in a chord's header: native Celery may hand the body "
+                "the header's results out of order "
+                "(seen with Celery 5.x on the django-db and Redis backends). "
+                "The engine runs it with the results in header order."
+            )
 
     def _chain(self, sig: _chain, parents: tuple, input: Ref | None) -> tuple[Ref, tuple]:
         ref, ends = input, parents

@@ -12,7 +12,7 @@ from typing import Any
 from kombu.utils.json import JSONEncoder, object_hook
 from kombu.utils.json import dumps as kombu_dumps
 
-__all__ = ["CeleryJSONDecoder", "CeleryJSONEncoder", "round_trip"]
+__all__ = ["CeleryJSONDecoder", "CeleryJSONEncoder", "decode", "encode", "round_trip"]
 
 CeleryJSONEncoder = JSONEncoder
 
@@ -25,6 +25,16 @@ class CeleryJSONDecoder(json.JSONDecoder):
         super().__init__(*args, **kwargs)
 
 
+def encode(value: Any) -> str:
+    """``value`` as Celery's JSON serializer writes it; NaN and infinities refused."""
+    return kombu_dumps(value, allow_nan=False)
+
+
+def decode(text: str) -> Any:
+    """Read what :func:`encode` wrote."""
+    return json.loads(text, cls=CeleryJSONDecoder)
+
+
 def round_trip(value: Any) -> Any:
     """Return ``value`` as a Celery JSON message would deliver it.
 
@@ -32,4 +42,4 @@ def round_trip(value: Any) -> Any:
     cannot carry, and for NaN and infinities, which Python's json writes but
     JSON (and so the database's JSON columns) does not have.
     """
-    return json.loads(kombu_dumps(value, allow_nan=False), cls=CeleryJSONDecoder)
+    return decode(encode(value))

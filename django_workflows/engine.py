@@ -10,6 +10,7 @@ write is a guarded transition from :mod:`django_workflows.states`.
 
 import logging
 import uuid
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,10 +25,17 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from .canvas import Dag, Node, compile_canvas, referenced, resolve
-from .codec import round_trip
+from .codec import decode, encode, round_trip
 from .conf import get_setting
 from .definitions import registry
-from .exceptions import BrokerUnavailable, InvalidState, NodeLimitExceeded
+from .exceptions import (
+    BrokerUnavailable,
+    InvalidPayload,
+    InvalidState,
+    NativeCeleryWarning,
+    NodeLimitExceeded,
+    ResultTooLarge,
+)
 from .models import TaskAttempt, TaskRun, Workflow
 from .models import TaskRunStatus as T
 from .models import WorkflowStatus as W
@@ -75,6 +83,7 @@ def launch(
     payload = {} if payload is None else payload
     if idempotency_key and (existing := _existing(name, idempotency_key)):
         return existing
+    _check_payload(name, payload)
     definition.validate(payload)
     dag = compile_canvas(definition.build(payload))
     return _create(
@@ -99,6 +108,7 @@ def launch_canvas(
     """Start a tracked run of any Celery canvas, without registering it."""
     if idempotency_key and (existing := _existing(name, idempotency_key)):
         return existing
+    _check_payload(name, payload)
     dag = compile_canvas(canvas)
     return _create(
         dag,
@@ -109,12 +119,36 @@ def launch_canvas(
     )
 
 
+def _check_payload(name: str, payload: Any) -> None:
+    """The payload must be JSON, and no larger than MAX_PAYLOAD_SIZE bytes."""
+    try:
+        size = len(encode(payload).encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(name, [{"path": "", "message": f"Not JSON: {exc}"}]) from exc
+    limit = get_setting("MAX_PAYLOAD_SIZE")
+    if limit is not None and size > limit:
+        message = (
+            f"The payload is {size} bytes as JSON; the limit is {limit} "
+            "(DJANGO_WORKFLOWS['MAX_PAYLOAD_SIZE'])."
+        )
+        raise InvalidPayload(name, [{"path": "", "message": message}])
+
+
 def _existing(name: str, key: str) -> Workflow | None:
     return Workflow.objects.filter(name=name, idempotency_key=key).first()
 
 
 def _create(dag: Dag, *, name: str, payload: Any, user: Any, **fields: Any) -> Workflow:
     """Save the run and its whole DAG in one transaction; send the roots on commit."""
+    limit = get_setting("MAX_NODES")
+    if limit is not None and len(dag.nodes) > limit:
+        raise NodeLimitExceeded(
+            f"Workflow {name!r} has {len(dag.nodes)} tasks; the limit is {limit} "
+            "(DJANGO_WORKFLOWS['MAX_NODES'])."
+        )
+    for warning in dag.native_warnings:
+        logger.warning("Workflow %r: %s", name, warning)
+        warnings.warn(f"Workflow {name!r}: {warning}", NativeCeleryWarning, stacklevel=4)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -394,7 +428,7 @@ def task_retrying(
 def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> None:
     """Store the result, then claim and send the children it made ready."""
     try:
-        result = round_trip(value)
+        text = encode(value)
     except (TypeError, ValueError) as exc:
         error = TypeError(
             f"The task returned a value that the JSON serializer cannot carry "
@@ -402,6 +436,18 @@ def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> Non
         )
         task_failed(task_id, error)
         return
+    limit = get_setting("MAX_RESULT_SIZE")
+    if limit is not None and len(text) > limit:  # ASCII: characters are bytes
+        task_failed(
+            task_id,
+            ResultTooLarge(
+                f"The result is {len(text)} bytes as JSON; the limit is {limit} "
+                "(DJANGO_WORKFLOWS['MAX_RESULT_SIZE']). Store large data elsewhere "
+                "(a file, a table) and return a reference to it."
+            ),
+        )
+        return
+    result = decode(text)
     now = timezone.now()
     if not move_tasks(
         TaskRun.objects.filter(pk=task_id),

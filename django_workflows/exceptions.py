@@ -57,3 +57,11 @@ class InvalidState(WorkflowError):
 
 class NodeLimitExceeded(WorkflowError):
     """A run would have more task runs than ``DJANGO_WORKFLOWS["MAX_NODES"]``."""
+
+
+class ResultTooLarge(WorkflowError):
+    """A task returned more JSON than ``DJANGO_WORKFLOWS["MAX_RESULT_SIZE"]``: it fails."""
+
+
+class NativeCeleryWarning(UserWarning):
+    """The canvas has a shape native Celery is known to run wrong; the engine runs it right."""

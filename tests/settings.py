@@ -21,3 +21,11 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": "test_django_workflows"}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Guardrails small enough for the tests to cross (tests/test_guardrails.py); the
+# worker process reads them from here.
+DJANGO_WORKFLOWS = {
+    **globals().get("DJANGO_WORKFLOWS", {}),
+    "MAX_NODES": 2000,
+    "MAX_RESULT_SIZE": 100_000,
+}

@@ -16,7 +16,13 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.settings import api_settings
 
-from ..exceptions import BrokerUnavailable, InvalidPayload, InvalidState, UnknownWorkflow
+from ..exceptions import (
+    BrokerUnavailable,
+    InvalidPayload,
+    InvalidState,
+    NodeLimitExceeded,
+    UnknownWorkflow,
+)
 
 
 class WorkflowAPIError(APIException):
@@ -51,6 +57,8 @@ def as_api_exception(exc: Exception) -> Exception:
             "invalid_payload",
             errors=exc.errors,
         )
+    if isinstance(exc, NodeLimitExceeded):
+        return InvalidInputError(str(exc), "too_many_tasks")
     if isinstance(exc, ValidationError):
         errors = list(_flatten(exc.detail))
         return InvalidInputError(
