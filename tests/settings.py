@@ -6,13 +6,28 @@ worker subprocess inherits it through the environment.
 
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("DW_BROKER_DIR", tempfile.mkdtemp(prefix="dw-test-broker-"))
 
 from example_project.settings import *  # noqa: E402,F403
-from example_project.settings import DATABASES, INSTALLED_APPS, VAR_DIR  # noqa: E402
+from example_project.settings import (  # noqa: E402
+    DATABASES,
+    DJANGO_WORKFLOWS,
+    INSTALLED_APPS,
+    VAR_DIR,
+)
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+
+# The demo's YAML workflows, and the test app's (celery-director's examples).
+DJANGO_WORKFLOWS = {
+    **DJANGO_WORKFLOWS,
+    "DEFINITION_FILES": [
+        *DJANGO_WORKFLOWS.get("DEFINITION_FILES", []),
+        Path(__file__).resolve().parent / "testapp" / "workflows.yml",
+    ],
+}
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory: the worker process must see the same database.

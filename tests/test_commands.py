@@ -1,14 +1,17 @@
 """``manage.py workflows``: resume and cancel from a shell."""
 
+import json
 from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from django_workflows import launch_canvas
 from django_workflows.models import Workflow
 from django_workflows.models import WorkflowStatus as W
+from django_workflows.yaml_files import load_definition_files
 from tests.test_operations import node, until
 from tests.testapp.models import Switch
 from tests.testapp.tasks import add, gate, nap
@@ -115,3 +118,52 @@ def test_prune_deletes_old_finished_runs_in_batches(monkeypatch, capsys):
     assert not Workflow.objects.filter(pk=runs[2].pk).exists()
     with pytest.raises(CommandError, match="Say what to prune"):
         call_command("workflows", "prune")
+
+
+@pytest.fixture
+def yaml_file(tmp_path):
+    """A YAML definition file loaded as at startup; the configured files come back after."""
+
+    def load(text: str):
+        path = tmp_path / "workflows.yml"
+        path.write_text(text)
+        assert load_definition_files([path]) == []
+
+    yield load
+    load_definition_files()
+
+
+def test_sync_schedules_creates_updates_and_disables_yaml_schedules(yaml_file, capsys):
+    yaml_file(
+        "nightly.ETL:\n"
+        "  tasks: [EXTRACT, TRANSFORM, LOAD]\n"
+        "  periodic: {crontab: '0 3 * * *', payload: {numbers: [1, 2]}}\n"
+        "hourly.ETL:\n"
+        "  tasks: [EXTRACT]\n"
+        "  periodic: {interval: 3600}\n"
+    )
+    call_command("workflows", "sync-schedules")
+    out = capsys.readouterr().out
+    assert "created: nightly.ETL (YAML)" in out and "created: hourly.ETL (YAML)" in out
+    assert "2 created, 0 updated, 0 disabled, 0 unchanged." in out
+    task = PeriodicTask.objects.get(name="nightly.ETL (YAML)")
+    assert json.loads(task.kwargs) == {"name": "nightly.ETL", "payload": {"numbers": [1, 2]}}
+    assert task.crontab.hour == "3" and task.workflow_schedule.definition == "nightly.ETL"
+
+    call_command("workflows", "sync-schedules")
+    assert "0 created, 0 updated, 0 disabled, 2 unchanged." in capsys.readouterr().out
+
+    yaml_file("nightly.ETL:\n  tasks: [EXTRACT]\n  periodic: {crontab: '0 4 * * *'}\n")
+    call_command("workflows", "sync-schedules")
+    out = capsys.readouterr().out
+    assert "updated: nightly.ETL (YAML)" in out and "disabled: hourly.ETL (YAML)" in out
+    assert not PeriodicTask.objects.get(name="hourly.ETL (YAML)").enabled
+
+
+def test_list_and_show_include_yaml_definitions(capsys):
+    call_command("workflows", "list")
+    assert "example.ETL\tExtract numbers, multiply them, load them." in capsys.readouterr().out
+    call_command("workflows", "show", "example.RANDOMS")
+    out = capsys.readouterr().out
+    assert 'example payload: {"start": 1, "end": 10, "seed": 0}' in out
+    assert "#0 RANDOM\n#1 RANDOM\n#2 ADD_RANDOMS after #0, #1" in out

@@ -106,6 +106,13 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
+# -- django-workflows -----------------------------------------------------------
+
+DJANGO_WORKFLOWS = {
+    # Workflows written in celery-director's workflows.yml format.
+    "DEFINITION_FILES": [BASE_DIR / "demo" / "workflows.yml"],
+}
+
 # -- REST API (django_workflows.api) --------------------------------------------
 
 REST_FRAMEWORK = {

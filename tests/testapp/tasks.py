@@ -1,6 +1,7 @@
 """Small tasks for the tests. Each records its execution as a Call row."""
 
 import os
+import random
 import time
 
 from celery import shared_task
@@ -152,3 +153,73 @@ def gate_items(self, value, closed=()):
     if value in closed and not Switch.objects.filter(key=f"item-{value}").exists():
         raise RuntimeError(f"item {value} is closed")
     return value * 10
+
+
+# -- celery-director style: ``(*args, **kwargs)``, named in capitals, used by workflows.yml ----
+
+
+@shared_task(bind=True, name="EXTRACT")
+def extract(self, *args, **kwargs):
+    """The payload's numbers, or 1, 2, 3."""
+    _record(self, args, kwargs)
+    return list(kwargs["payload"].get("numbers", [1, 2, 3]))
+
+
+@shared_task(bind=True, name="TRANSFORM")
+def transform(self, *args, **kwargs):
+    """The previous step's numbers times the payload's factor (10)."""
+    _record(self, args, kwargs)
+    return [n * kwargs["payload"].get("factor", 10) for n in args[0]]
+
+
+@shared_task(bind=True, name="LOAD")
+def load(self, *args, **kwargs):
+    _record(self, args, kwargs)
+    return {"loaded": len(args[0]), "total": sum(args[0])}
+
+
+@shared_task(bind=True, name="RANDOM")
+def random_number(self, *args, **kwargs):
+    """A "random" number of the payload's range, seeded so tests know it."""
+    _record(self, args, kwargs)
+    payload = kwargs["payload"]
+    return random.Random(payload.get("seed", 0)).randint(payload["start"], payload["end"])
+
+
+@shared_task(bind=True, name="ADD_RANDOMS")
+def add_randoms(self, *args, **kwargs):
+    _record(self, args, kwargs)
+    return sum(args[0])
+
+
+@shared_task(bind=True, name="COUNT")
+def count(self, *args, **kwargs):
+    _record(self, args, kwargs)
+    return len(args[0])
+
+
+@shared_task(bind=True, name="TOTAL")
+def total(self, *args, **kwargs):
+    _record(self, args, kwargs)
+    return sum(args[0])
+
+
+@shared_task(bind=True, name="JOIN")
+def join(self, *args, **kwargs):
+    """What the parallel branches gave, in order, and the run's tag."""
+    _record(self, args, kwargs)
+    return {"parts": args[0], "tag": kwargs["payload"].get("tag")}
+
+
+@shared_task(bind=True, name="SCALE")
+def scale(self, *args, factor=1, **kwargs):
+    """One positional value (a foreach item) times ``factor``."""
+    _record(self, args, {"factor": factor, **kwargs})
+    return args[0] * factor
+
+
+@shared_task(bind=True, name="NOTIFY")
+def notify(self, *args, **kwargs):
+    """A director-style hook: records what the engine gave it."""
+    _record(self, args, kwargs)
+    return None

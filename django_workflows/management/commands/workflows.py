@@ -1,4 +1,4 @@
-"""``manage.py workflows SUBCOMMAND``: definitions and runs from a shell.
+"""``manage.py workflows SUBCOMMAND``: definitions, runs and YAML schedules from a shell.
 
 ``run --wait`` exits 0 when the run succeeds and 1 when it fails or is
 canceled, so scripts and CI jobs can chain on it.
@@ -23,10 +23,14 @@ from ...exceptions import InvalidPayload, WorkflowError
 from ...forms import example_payload
 from ...models import FINISHED_WORKFLOW, TaskRun, Workflow
 from ...models import WorkflowStatus as W
+from ...yaml_files import load_errors, sync_schedules
 
 
 class Command(BaseCommand):
-    help = "List and show workflow definitions; run, inspect and operate workflow runs."
+    help = (
+        "List and show workflow definitions; run, inspect and operate workflow runs; "
+        "sync the schedules of YAML definitions."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True)
@@ -87,9 +91,14 @@ class Command(BaseCommand):
         )
         prune.add_argument("--batch-size", type=int, default=500)
 
+        sub.add_parser(
+            "sync-schedules",
+            help="Make beat's schedules match the periodic: of the YAML definition files.",
+        )
+
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         try:
-            getattr(self, f"do_{subcommand}")(**options)
+            getattr(self, f"do_{subcommand.replace('-', '_')}")(**options)
         except InvalidPayload as exc:
             raise CommandError(
                 "\n".join(
@@ -246,3 +255,22 @@ class Command(BaseCommand):
             Workflow.objects.filter(pk__in=ids).delete()  # task runs go with them
             deleted += len(ids)
         self.stdout.write(f"{deleted} finished run(s) deleted.")
+
+    def do_sync_schedules(self, **options: Any) -> None:
+        """What ``migrate`` does after migrating, on demand (e.g. after editing a file)."""
+        for error in load_errors():
+            self.stderr.write(str(error))
+        result = sync_schedules()
+        for verb, names in (
+            ("created", result.created),
+            ("updated", result.updated),
+            ("disabled", result.disabled),
+        ):
+            for name in names:
+                self.stdout.write(f"{verb}: {name}")
+        if result.kept_because:
+            self.stderr.write(f"Nothing disabled: {result.kept_because}")
+        self.stdout.write(
+            f"{len(result.created)} created, {len(result.updated)} updated, "
+            f"{len(result.disabled)} disabled, {len(result.unchanged)} unchanged."
+        )

@@ -1,0 +1,50 @@
+"""System checks: malformed YAML definition files show up in ``manage.py check``.
+
+Loading the files at startup never raises (a typo must not take a site
+down), so this is where their problems surface: ``runserver``, ``migrate``
+and every management command report them, each naming the file, the line,
+the key path and what is wrong.
+"""
+
+from typing import Any
+
+from celery import current_app
+from django.core import checks
+
+from . import yaml_files
+
+
+@checks.register("django_workflows")
+def check_definition_files(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Check the files of ``DJANGO_WORKFLOWS["DEFINITION_FILES"]`` as they are now."""
+    if app_configs is not None and not any(c.name == "django_workflows" for c in app_configs):
+        return []
+    workflows, errors = yaml_files.check_files()
+    messages: list[checks.CheckMessage] = [
+        (checks.Warning if error.is_warning else checks.Error)(
+            str(error), hint=error.hint, id=error.id
+        )
+        for error in errors
+    ]
+    return messages + _unknown_tasks(workflows)
+
+
+def _unknown_tasks(workflows: list[yaml_files.YamlWorkflow]) -> list[checks.CheckMessage]:
+    """Task names this process's Celery app does not know: most likely typos.
+
+    A warning only: loading never checks task names, since workers may
+    define tasks the web process never imports. A message naming a task no
+    worker knows is dropped by Celery, and its run would wait for ever.
+    """
+    known = set(current_app.tasks.keys())
+    return [
+        checks.Warning(
+            f"{workflow.file}, line {workflow.line}: {workflow.name}: task {task!r} is not "
+            "registered with this process's Celery app.",
+            hint="Check the spelling against @shared_task(name=...). If only your workers "
+            f"import it, add {yaml_files.W_UNKNOWN_TASK!r} to SILENCED_SYSTEM_CHECKS.",
+            id=yaml_files.W_UNKNOWN_TASK,
+        )
+        for workflow in workflows
+        for task in sorted(workflow.task_names() - known)
+    ]
