@@ -48,7 +48,7 @@ def main() -> int:
         env = {
             **os.environ,
             **BACKENDS[name],
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example_project")]),
         }
         status |= subprocess.call(

@@ -6,6 +6,7 @@ on the same worker, broker and result backend, after one warm-up of each.
 
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -145,23 +146,135 @@ def fan_out_in(reps: int) -> None:
 
 
 def launch_time(reps: int) -> None:
+    """launch() of an N-node DAG: the database part (a chain: one root to send),
+    then a chord whose N-1 roots are all sent, beside native apply_async of it."""
     for size in (1_000, 10_000):
 
-        def canvas(size=size):
+        def chain_of(size=size):
+            return chain(*[bench_noop.s().set(queue=IDLE_QUEUE)] * size)
+
+        def chord_of(size=size):
             return chord(
                 [bench_noop.s().set(queue=IDLE_QUEUE) for _ in range(size - 1)],
                 bench_noop.s().set(queue=IDLE_QUEUE),
             )
 
-        times = [timed(lambda: launch_canvas(canvas())) for _ in range(max(2, reps // 2))]
-        row(
-            f"launch ({size} nodes)",
-            "s min/med/max",
-            spread(times, fmt="{:.2f}"),
-            "-",
-            f"{size - 1} roots sent",
+        count = max(2, reps // 2)
+        times = [timed(lambda: launch_canvas(chain_of())) for _ in range(count)]
+        row(f"launch ({size}-chain)", "s min/med/max", spread(times, fmt="{:.2f}"), "-", "1 root")
+        t, n = side_by_side(
+            lambda: launch_canvas(chord_of()), lambda: chord_of().apply_async(), count
         )
+        ratio = statistics.median(t) / statistics.median(n)
+        row(
+            f"launch ({size}-chord)",
+            "s min/med/max",
+            spread(t, fmt="{:.2f}"),
+            spread(n, fmt="{:.2f}"),
+            f"{ratio:.2f}x native; {size - 1} roots sent",
+        )
+        purge_idle_queue()
+
+
+def queries_per_task(reps: int) -> None:
+    """SQL statements per task lifecycle (prerun to children dispatched): the
+    engine's own calls, with the broker send recorded instead of made."""
+    from unittest import mock
+
+    from django.db import connection as db
+
+    from django_workflows import engine
+
+    counts = {}
+    for size in (10, 10_000):
+        wf = launch_canvas(chain(*[bench_noop.s().set(queue=IDLE_QUEUE)] * size))
+        run = wf.task_runs.get(node=0)
+        statements: list[str] = []
+        with (
+            mock.patch("celery.canvas.Signature.apply_async"),
+            db.execute_wrapper(
+                lambda execute, sql, *args, seen=statements: seen.append(sql) or execute(sql, *args)
+            ),
+        ):
+            engine.task_started(str(run.pk), str(wf.pk), "bench")
+            engine.task_succeeded(str(run.pk), str(wf.pk), 0, 1)
+        counts[size] = len(statements)
+    row(
+        "queries per task",
+        "statements",
+        f"{counts[10]} at 10, {counts[10_000]} at 10k",
+        "-",
+        "prerun + success, children claimed",
+    )
     purge_idle_queue()
+
+
+def memory(reps: int) -> None:
+    """Peak RSS: of a fresh process launching an N-node DAG, and of the worker
+    (main process + children, high-water marks) while an N-node run goes through."""
+    script = (
+        "import django; django.setup()\n"
+        "from celery import chain\n"
+        "from django_workflows import launch_canvas\n"
+        "from tests.testapp.tasks import bench_noop\n"
+        "from benchmarks.suite import _status_kb\n"
+        "before = _status_kb('self', 'VmRSS')\n"
+        "launch_canvas(chain(*[bench_noop.s().set(queue='bench-idle')] * {size}))\n"
+        "print(before, _status_kb('self', 'VmHWM'))\n"
+    )
+    env = {**os.environ, "DW_DB_NAME": connection.settings_dict["NAME"]}
+    launcher = {}
+    for size in (1_000, 10_000):
+        out = subprocess.run(
+            [sys.executable, "-c", script.format(size=size)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        launcher[size] = (int(out[0]) / 1024, int(out[1]) / 1024)
+    purge_idle_queue()
+    peaks = {}
+    for size in (1_000, 10_000):
+        log = Path(tempfile.mkdtemp(prefix="dw-bench-mem-")) / "worker.log"
+        worker = start_worker(log, concurrency=2)
+        try:
+            launch_canvas(chord([bench_noop.s() for _ in range(size - 1)], bench_noop.s())).wait(
+                timeout=1800, interval=0.1
+            )
+            peaks[size] = _tree_peak_rss(worker.pid)
+        finally:
+            stop_worker(worker)
+    row(
+        "memory: launching process",
+        "MB peak RSS",
+        " / ".join(f"{launcher[s][1]:.0f} at {s // 1000}k" for s in launcher),
+        "-",
+        f"before launch(): {launcher[1_000][0]:.0f} MB",
+    )
+    row(
+        "memory: worker (2 children)",
+        "MB peak RSS",
+        " / ".join(f"{peaks[s]:.0f} at {s // 1000}k" for s in peaks),
+        "-",
+        "main + children, high-water marks",
+    )
+
+
+def _tree_peak_rss(pid: int) -> float:
+    """Sum of VmHWM (peak RSS) of ``pid``'s Celery main process and its children, in MB."""
+    root = Path(f"/proc/{pid}")
+    # the worker is started as ``python -m celery``: that is the main process
+    pids = [pid, *(int(c) for c in (root / "task" / str(pid) / "children").read_text().split())]
+    return sum(_status_kb(p, "VmHWM") for p in pids) / 1024
+
+
+def _status_kb(pid: int | str, key: str) -> int:
+    """A ``/proc/PID/status`` memory figure (VmRSS, VmHWM), in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    raise KeyError(key)
 
 
 def message_size(reps: int) -> None:
@@ -231,8 +344,10 @@ ALL = {
     "hop": hop_latency,
     "fan": fan_out_in,
     "launch": launch_time,
+    "queries": queries_per_task,
     "message": message_size,
     "dag": dag_pages,
+    "memory": memory,
 }
 
 

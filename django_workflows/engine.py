@@ -46,7 +46,7 @@ from .states import (
     FINISHED_TASK,
     move_tasks,
     move_workflow,
-    release_children,
+    succeed,
 )
 
 logger = logging.getLogger(__name__)
@@ -448,29 +448,21 @@ def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> Non
         )
         return
     result = decode(text)
-    now = timezone.now()
-    if not move_tasks(
-        TaskRun.objects.filter(pk=task_id),
-        T.SUCCESS,
-        from_=ACTIVE_TASK,
+    ready = succeed(
+        task_id,
+        workflow_id,
         result=result,
-        finished_at=now,
-    ):
+        result_json=text,
+        finished_at=timezone.now(),
+        claim=uuid.uuid4(),
+    )
+    if ready is None:
         return  # already recorded (a message delivered twice), or canceled
     _changed(workflow_id, [task_id], T.SUCCESS)
-    Workflow.objects.filter(pk=workflow_id).update(
-        tasks_finished=F("tasks_finished") + 1, tasks_succeeded=F("tasks_succeeded") + 1
-    )
-    children = TaskRun.objects.filter(
-        pk__in=Edge.objects.filter(to_taskrun_id=task_id).values("from_taskrun_id")
-    )
-    claim = uuid.uuid4()
-    if release_children(children, claim=claim, queued_at=now):
-        ready = list(children.filter(claim=claim))
-        if ready:
-            _changed(workflow_id, [r.pk for r in ready], T.QUEUED)
-            dispatch(ready, {node: result})
-            return  # a child is queued: the run cannot be finished
+    if ready:
+        _changed(workflow_id, [r.pk for r in ready], T.QUEUED)
+        dispatch(ready, {node: result})
+        return  # a child is queued: the run cannot be finished
     _finish_if_done(workflow_id)
 
 

@@ -10,10 +10,14 @@ that finds the row no longer in a source state changes nothing and says so.
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection
 from django.db.models import Case, F, Q, QuerySet, Value, When
 
+from .models import TaskRun, Workflow
 from .models import TaskRunStatus as T
 from .models import WorkflowStatus as W
+
+Edge = TaskRun.parents.through
 
 #: target status -> statuses a task run may leave for it, and who does it
 TASK_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -89,3 +93,91 @@ def release_children(children: QuerySet, *, claim: Any, queued_at: Any) -> int:
         claim=Case(When(last_parent, then=Value(claim)), default=F("claim")),
         queued_at=Case(When(last_parent, then=Value(queued_at)), default=F("queued_at")),
     )
+
+
+def succeed(
+    task_id: Any, workflow_id: Any, *, result: Any, result_json: str, finished_at: Any, claim: Any
+) -> list[TaskRun] | None:
+    """A task succeeded: store its result, count it, release its children.
+
+    Returns the children it claimed (ready to send), or None if the task run
+    was not active (a message delivered twice, a canceled run). On PostgreSQL
+    this is one statement; elsewhere the same steps as separate queries.
+    """
+    if connection.vendor == "postgresql":
+        return _succeed_in_one_statement(task_id, workflow_id, result_json, finished_at, claim)
+    if not move_tasks(
+        TaskRun.objects.filter(pk=task_id),
+        T.SUCCESS,
+        from_=ACTIVE_TASK,
+        result=result,
+        finished_at=finished_at,
+    ):
+        return None
+    Workflow.objects.filter(pk=workflow_id).update(
+        tasks_finished=F("tasks_finished") + 1, tasks_succeeded=F("tasks_succeeded") + 1
+    )
+    children = TaskRun.objects.filter(
+        pk__in=Edge.objects.filter(to_taskrun_id=task_id).values("from_taskrun_id")
+    )
+    if not release_children(children, claim=claim, queued_at=finished_at):
+        return []
+    return list(children.filter(claim=claim))
+
+
+#: The three writes of :func:`succeed` in one round trip, with the same
+#: guarded transitions: ``done`` moves the task run only from an active state;
+#: ``released`` is :func:`release_children`'s conditional UPDATE; the claimed
+#: children come back whole (RETURNING), so nothing is read again.
+_SUCCEED_SQL = """
+WITH done AS (
+    UPDATE {run}
+    SET status = %(success)s, result = NULLIF(%(result)s::jsonb, 'null'), finished_at = %(now)s
+    WHERE id = %(id)s AND status = ANY(%(active)s)
+    RETURNING id
+), counted AS (
+    UPDATE {workflow}
+    SET tasks_finished = tasks_finished + 1, tasks_succeeded = tasks_succeeded + 1
+    WHERE id = %(workflow)s AND EXISTS (SELECT 1 FROM done)
+), released AS (
+    UPDATE {run} AS child SET
+        waiting = child.waiting - 1,
+        status = CASE WHEN child.waiting = 1 AND child.status = %(pending)s
+                      THEN %(queued)s ELSE child.status END,
+        claim = CASE WHEN child.waiting = 1 AND child.status = %(pending)s
+                     THEN %(claim)s::uuid ELSE child.claim END,
+        queued_at = CASE WHEN child.waiting = 1 AND child.status = %(pending)s
+                         THEN %(now)s ELSE child.queued_at END
+    FROM {edge} AS edge, done
+    WHERE edge.to_taskrun_id = done.id AND child.id = edge.from_taskrun_id
+    RETURNING child.*
+)
+SELECT claimed.*, (SELECT count(*) FROM done) AS moved
+FROM (SELECT 1) AS one LEFT JOIN released AS claimed ON claimed.claim = %(claim)s::uuid
+"""
+
+
+def _succeed_in_one_statement(
+    task_id: Any, workflow_id: Any, result_json: str, finished_at: Any, claim: Any
+) -> list[TaskRun] | None:
+    sql = _SUCCEED_SQL.format(
+        run=connection.ops.quote_name(TaskRun._meta.db_table),
+        workflow=connection.ops.quote_name(Workflow._meta.db_table),
+        edge=connection.ops.quote_name(Edge._meta.db_table),
+    )
+    assert TASK_TRANSITIONS[T.SUCCESS] >= ACTIVE_TASK
+    params = {
+        "id": str(task_id),
+        "workflow": str(workflow_id),
+        "result": result_json,
+        "now": finished_at,
+        "claim": str(claim),
+        "success": T.SUCCESS,
+        "active": sorted(ACTIVE_TASK),
+        "pending": T.PENDING,
+        "queued": T.QUEUED,
+    }
+    rows = list(TaskRun.objects.raw(sql, params))
+    if not rows[0].moved:
+        return None
+    return [row for row in rows if row.pk is not None]

@@ -14,8 +14,16 @@ from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
 from tests.testapp.tasks import add, tsum
 
-#: prerun, success, run counters, children released (and claimed), read the claimed
-QUERIES_PER_TASK = 5
+PG = connection.vendor == "postgresql"
+#: prerun, then: success, run counters, children released (and claimed), read the
+#: claimed. On PostgreSQL those four are one statement.
+QUERIES_PER_TASK = 2 if PG else 5
+
+
+@pytest.fixture(autouse=True)
+def no_node_limit(settings):
+    """The tests' settings cap runs at 2,000 tasks; these runs are larger."""
+    settings.DJANGO_WORKFLOWS = {}
 
 
 @pytest.fixture
@@ -59,9 +67,10 @@ def test_queries_for_a_join_do_not_grow_with_its_parents(sent, width):
     # the last parent claims the join and reads the header results once
     assert counts[-1] == QUERIES_PER_TASK + 1
     assert sent[-1][1] == (list(range(width)),)
-    # the join, the last task: no children; reads the counters, the result, closes the run
+    # the join, the last task: no children; reads the counters, the result, closes the
+    # run (elsewhere than PostgreSQL nothing was released, so nothing claimed is read)
     join = width
-    assert lifecycle_queries(wf, join, 1) == QUERIES_PER_TASK + 2
+    assert lifecycle_queries(wf, join, 1) == QUERIES_PER_TASK + (3 if PG else 2)
     wf.refresh_from_db()
     assert (wf.status, wf.result) == (W.SUCCESS, 1)
 
