@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import current_app
-from celery.canvas import Signature, _chain, _chord, chunks, group, maybe_signature
+from celery.canvas import (
+    Signature,
+    _chain,
+    _chord,
+    chunks,
+    group,
+    maybe_signature,
+    maybe_unroll_group,
+)
 
 from .exceptions import CanvasError
 
@@ -144,6 +152,10 @@ class _Compiler:
         if not sig.tasks:
             raise CanvasError("An empty chain has nothing to run.")
         for step in sig.tasks:
+            # Celery runs a one-task group in a chain as that task (no list).
+            step = maybe_signature(step, app=self.app)
+            if isinstance(step, group) and not isinstance(step, _chord):
+                step = maybe_unroll_group(step)
             ref, ends = self.add(step, ends, ref)
         return ref, ends
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import signals
 from celery.app.task import Task
-from celery.exceptions import Ignore, TaskRevokedError
+from celery.exceptions import Ignore, NotRegistered, TaskRevokedError
 from celery.worker.control import control_command
 
 from . import engine
@@ -74,6 +74,19 @@ def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
     engine.task_failed(request.id, TaskRevokedError(f"The task was {reason}."))
 
 
+def on_unknown(
+    sender: Any = None, name: str = "", id: str = "", exc: Any = None, **kwargs: Any
+) -> None:
+    """The worker has no task of that name: fail the task run, or the run waits for ever."""
+    engine.task_failed(
+        id,
+        NotRegistered(
+            f"The worker does not know task {name!r}: is the module that defines it "
+            "imported by the worker (an app's tasks.py, or the Celery app's include)?"
+        ),
+    )
+
+
 def guard_before_start(self: Task, task_id: str, args: Any, kwargs: Any) -> None:
     """Skip the body of a task the prerun handler found canceled or done.
 
@@ -111,4 +124,5 @@ def connect() -> None:
     signals.task_retry.connect(on_retry, dispatch_uid=f"{uid}.retry", weak=False)
     signals.task_failure.connect(on_failure, dispatch_uid=f"{uid}.failure", weak=False)
     signals.task_revoked.connect(on_revoked, dispatch_uid=f"{uid}.revoked", weak=False)
+    signals.task_unknown.connect(on_unknown, dispatch_uid=f"{uid}.unknown", weak=False)
     Task.before_start = guard_before_start

@@ -40,6 +40,11 @@ CANVASES = [
         lambda: add.s(1, 1) | group(chord([add.s(1), add.s(2)], tsum.s()), mul.s(10)) | tsum.s(),
         27,
     ),
+    (
+        "one_task_group_in_chain",
+        lambda: chain(add.s(1, 1), group(add.s(1)), collect.s()),
+        {"args": [3], "kwargs": {}},
+    ),
     ("nested_groups", lambda: group(add.s(1, 1), group(add.s(2, 2), add.s(3, 3))), [2, 4, 6]),
     (
         # Native Celery (5.7, django-db and Redis backends) hands the body the

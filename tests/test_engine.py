@@ -3,7 +3,7 @@
 from collections import Counter
 
 import pytest
-from celery import chord, group
+from celery import chord, group, signature
 
 from django_workflows import launch, launch_canvas
 from django_workflows.models import TaskRun, Workflow
@@ -147,3 +147,15 @@ def test_a_child_whose_arguments_do_not_fit_fails_clearly_instead_of_hanging(wor
     assert (bad.status, bad.exception_type) == (T.FAILURE, "TypeError")
     assert "positional arguments" in bad.exception_message
     assert statuses(wf)[2] == T.UPSTREAM_FAILED
+
+
+def test_a_task_the_worker_does_not_know_fails_the_run(worker):
+    """Celery only logs an unknown task; the run must not wait for it for ever."""
+    canvas = add.s(1, 1) | signature("no.such.task") | add.s(1)
+    wf = launch_canvas(canvas).wait(timeout=30)
+
+    assert wf.status == W.FAILURE
+    assert statuses(wf) == {0: T.SUCCESS, 1: T.FAILURE, 2: T.UPSTREAM_FAILED}
+    unknown = wf.task_runs.get(node=1)
+    assert unknown.exception_type == "NotRegistered"
+    assert "does not know task 'no.such.task'" in unknown.exception_message
