@@ -260,7 +260,7 @@ class TaskAttempt(models.Model):
     class Meta:
         verbose_name = _("task attempt")
         verbose_name_plural = _("task attempts")
-        ordering = ["task_run", "id"]
+        ordering = ["task_run", "attempt", "id"]
 
     def __str__(self) -> str:
         return f"{self.task_run_id} #{self.attempt} {self.status}"

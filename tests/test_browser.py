@@ -13,11 +13,11 @@ import pytest
 from celery import group
 from django.contrib.auth import get_user_model
 
-from django_workflows import launch, launch_canvas
+from django_workflows import foreach, launch, launch_canvas
 from django_workflows.models import Workflow
 from django_workflows.models import WorkflowStatus as W
 from tests.testapp.models import Switch
-from tests.testapp.tasks import add
+from tests.testapp.tasks import add, const, gate_items, tsum
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -113,6 +113,30 @@ def test_open_a_failed_run_see_the_traceback_resume_it_and_see_it_finish(worker,
     page.wait_for_selector('#dw-dag[data-status="success"]', timeout=60_000)
     assert page.locator('.dw-node[data-status="success"]').count() == 3
     shot(page, "run-resumed")
+
+
+def test_a_foreach_run_shows_its_items_and_resumes_only_the_failed_one(worker, page):
+    canvas = const.s([1, 2, 3]) | foreach(gate_items.s(closed=[2])) | tsum.s()
+    wf = launch_canvas(canvas).wait()
+    assert wf.status == W.FAILURE
+    page.goto(f"{page.base}/admin/django_workflows/workflow/{wf.pk}/change/")
+    page.locator('.dw-node[data-status="failure"]').wait_for()
+    drawn = page.locator("#dw-dag").text_content()
+    assert "foreach gate_items ×3" in drawn
+    assert all(f"gate_items [{i}]" in drawn for i in range(3))
+    assert page.locator('.dw-node[data-status="success"]').count() == 3  # const, items 0 and 2
+    shot(page, "foreach-failed-item")
+
+    Switch.objects.create(key="item-2")
+    page.click("a.dw-op[data-op=resume]")
+    plan = page.inner_text("#dw-plan-rerun")
+    assert "gate_items (failure)" in plan and "tsum (upstream_failed)" in plan
+    page.click("#dw-confirm input[type=submit]")
+    page.wait_for_selector('#dw-dag[data-status="success"]', timeout=60_000)
+    assert page.locator('.dw-node[data-status="success"]').count() == 6
+    shot(page, "foreach-resumed")
+    wf.refresh_from_db()
+    assert wf.result == 60
 
 
 @pytest.mark.parametrize("size", [50, 2000])
