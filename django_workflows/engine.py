@@ -46,6 +46,7 @@ from .states import (
     FINISHED_TASK,
     move_tasks,
     move_workflow,
+    start,
     succeed,
 )
 
@@ -387,17 +388,10 @@ def _changed(workflow_id: Any, ids: Iterable[Any], status: str) -> None:
 
 def task_started(task_id: str, workflow_id: str, worker: str, retries: int = 0) -> bool:
     """Record the start; ``False`` means the task must not run (canceled, done)."""
-    started = move_tasks(
-        TaskRun.objects.filter(pk=task_id),
-        T.RUNNING,
-        started_at=timezone.now(),
-        worker=worker or "",
-        attempts=F("attempts") + 1,
-        retries=retries,
-    )
+    started = start(task_id, started_at=timezone.now(), worker=worker or "", retries=retries)
     if started:
         _changed(workflow_id, [task_id], T.RUNNING)
-    return bool(started)
+    return started
 
 
 def task_retrying(
