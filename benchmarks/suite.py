@@ -31,6 +31,7 @@ from tests.testapp.tasks import bench_noop  # noqa: E402
 from tests.worker import start_worker, stop_worker  # noqa: E402
 
 IDLE_QUEUE = "bench-idle"  # no worker consumes it: launches measured without execution
+MEMORY_QUEUE = "bench-memory"  # only the memory row's worker consumes it
 
 
 def purge_idle_queue() -> None:
@@ -236,10 +237,12 @@ def memory(reps: int) -> None:
     purge_idle_queue()
     peaks = {}
     for size in (1_000, 10_000):
-        log = Path(tempfile.mkdtemp(prefix="dw-bench-mem-")) / "worker.log"
-        worker = start_worker(log, concurrency=2)
+        # its own node name (the log name): the suite's worker is still up
+        log = Path(tempfile.mkdtemp(prefix="dw-bench-mem-")) / f"memory-{size}.log"
+        worker = start_worker(log, "-Q", MEMORY_QUEUE, concurrency=2)
         try:
-            launch_canvas(chord([bench_noop.s() for _ in range(size - 1)], bench_noop.s())).wait(
+            task = bench_noop.s().set(queue=MEMORY_QUEUE)
+            launch_canvas(chord([task.clone() for _ in range(size - 1)], task.clone())).wait(
                 timeout=1800, interval=0.1
             )
             peaks[size] = _tree_peak_rss(worker.pid)

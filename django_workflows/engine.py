@@ -442,7 +442,7 @@ def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> Non
         )
         return
     result = decode(text)
-    ready = succeed(
+    done = succeed(
         task_id,
         workflow_id,
         result=result,
@@ -450,14 +450,15 @@ def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> Non
         finished_at=timezone.now(),
         claim=uuid.uuid4(),
     )
-    if ready is None:
+    if done is None:
         return  # already recorded (a message delivered twice), or canceled
     _changed(workflow_id, [task_id], T.SUCCESS)
-    if ready:
-        _changed(workflow_id, [r.pk for r in ready], T.QUEUED)
-        dispatch(ready, {node: result})
+    if done.claimed:
+        _changed(workflow_id, [r.pk for r in done.claimed], T.QUEUED)
+        dispatch(done.claimed, {node: result})
         return  # a child is queued: the run cannot be finished
-    _finish_if_done(workflow_id)
+    if done.may_finish:
+        _finish_if_done(workflow_id)
 
 
 def hook_succeeded(task_id: str, value: Any) -> None:

@@ -8,6 +8,7 @@ that finds the row no longer in a source state changes nothing and says so.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
@@ -126,14 +127,25 @@ def _db_value(field: str, value: Any) -> Any:
     return TaskRun._meta.get_field(field).get_db_prep_value(value, connection)
 
 
+@dataclass
+class Succeeded:
+    """What a task's success did to its children."""
+
+    #: Children now ready, claimed by this success for dispatch.
+    claimed: list[TaskRun]
+    #: False when a child of it is still pending (waiting for another parent):
+    #: then the run cannot have finished with this task, no need to look.
+    may_finish: bool = True
+
+
 def succeed(
     task_id: Any, workflow_id: Any, *, result: Any, result_json: str, finished_at: Any, claim: Any
-) -> list[TaskRun] | None:
+) -> Succeeded | None:
     """A task succeeded: store its result, count it, release its children.
 
-    Returns the children it claimed (ready to send), or None if the task run
-    was not active (a message delivered twice, a canceled run). On PostgreSQL
-    this is one statement; elsewhere the same steps as separate queries.
+    Returns None if the task run was not active (a message delivered twice,
+    a canceled run). On PostgreSQL this is one statement; elsewhere the same
+    steps as separate queries.
     """
     if connection.vendor == "postgresql":
         return _succeed_in_one_statement(task_id, workflow_id, result_json, finished_at, claim)
@@ -152,8 +164,8 @@ def succeed(
         pk__in=Edge.objects.filter(to_taskrun_id=task_id).values("from_taskrun_id")
     )
     if not release_children(children, claim=claim, queued_at=finished_at):
-        return []
-    return list(children.filter(claim=claim))
+        return Succeeded(claimed=[])
+    return Succeeded(claimed=list(children.filter(claim=claim)))
 
 
 #: The three writes of :func:`succeed` in one round trip, with the same
@@ -183,14 +195,15 @@ WITH done AS (
     WHERE edge.to_taskrun_id = done.id AND child.id = edge.from_taskrun_id
     RETURNING child.*
 )
-SELECT claimed.*, (SELECT count(*) FROM done) AS moved
+SELECT claimed.*, (SELECT count(*) FROM done) AS moved,
+    (SELECT count(*) FROM released WHERE status = %(pending)s) AS still_pending
 FROM (SELECT 1) AS one LEFT JOIN released AS claimed ON claimed.claim = %(claim)s::uuid
 """
 
 
 def _succeed_in_one_statement(
     task_id: Any, workflow_id: Any, result_json: str, finished_at: Any, claim: Any
-) -> list[TaskRun] | None:
+) -> Succeeded | None:
     sql = _SUCCEED_SQL.format(
         run=connection.ops.quote_name(TaskRun._meta.db_table),
         workflow=connection.ops.quote_name(Workflow._meta.db_table),
@@ -211,4 +224,6 @@ def _succeed_in_one_statement(
     rows = list(TaskRun.objects.raw(sql, params))
     if not rows[0].moved:
         return None
-    return [row for row in rows if row.pk is not None]
+    return Succeeded(
+        claimed=[row for row in rows if row.pk is not None], may_finish=not rows[0].still_pending
+    )

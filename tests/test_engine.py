@@ -159,3 +159,15 @@ def test_a_task_the_worker_does_not_know_fails_the_run(worker):
     unknown = wf.task_runs.get(node=1)
     assert unknown.exception_type == "NotRegistered"
     assert "does not know task 'no.such.task'" in unknown.exception_message
+
+
+def test_a_parent_finishing_after_its_join_failed_upstream_closes_the_run(worker):
+    """The join is upstream_failed, not pending: the last success must end the run."""
+    wf = launch_canvas(chord([fail.s(message="early"), nap.s(0.5, value=1)], tsum.s()))
+    wf.wait(timeout=30)
+
+    assert wf.status == W.FAILURE
+    assert statuses(wf) == {0: T.FAILURE, 1: T.SUCCESS, 2: T.UPSTREAM_FAILED}
+    nap_run, failed = wf.task_runs.get(node=1), wf.task_runs.get(node=0)
+    assert nap_run.finished_at > failed.finished_at
+    assert wf.finished >= nap_run.finished_at

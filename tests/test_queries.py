@@ -61,9 +61,10 @@ def test_queries_per_task_do_not_grow_with_the_dag(sent, size):
 def test_queries_for_a_join_do_not_grow_with_its_parents(sent, width):
     wf = launch_canvas(chord([add.s(i, 0) for i in range(width)], tsum.s()))
     counts = [lifecycle_queries(wf, i, i) for i in range(width)]
-    # a parent that does not complete the join: prerun, success, counters,
-    # join released, nothing claimed, "is the run done?"
-    assert set(counts[:-1]) == {QUERIES_PER_TASK + 1}
+    # a parent that does not complete the join: prerun, success, counters, join
+    # released, nothing claimed; elsewhere than PostgreSQL also "is the run done?"
+    # (PostgreSQL's statement says the join is still pending: it cannot be)
+    assert set(counts[:-1]) == {QUERIES_PER_TASK + (0 if PG else 1)}
     # the last parent claims the join and reads the header results once
     assert counts[-1] == QUERIES_PER_TASK + 1
     assert sent[-1][1] == (list(range(width)),)
