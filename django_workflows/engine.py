@@ -307,17 +307,16 @@ def _expand(run: TaskRun, items: Any) -> None:
             )
         else:
             too_many = None
-            _add_items(run, items, now)
+            children = _add_items(run, items, now)
     if too_many:
         task_failed(str(run.pk), too_many)
         return
-    children = list(TaskRun.objects.filter(mapped_from=run, status=T.QUEUED).order_by("map_index"))
     _changed(run.workflow_id, [child.pk for child in children], T.QUEUED)
     dispatch(children, {})
 
 
-def _add_items(run: TaskRun, items: list, now: Any) -> None:
-    """Save a foreach node's items and their edges; the node waits for them."""
+def _add_items(run: TaskRun, items: list, now: Any) -> list[TaskRun]:
+    """Save a foreach node's items (returned) and their edges; the node waits for them."""
     first = TaskRun.objects.filter(workflow_id=run.workflow_id).aggregate(last=Max("node"))
     base = first["last"] + 1
     parents = list(
@@ -359,6 +358,7 @@ def _add_items(run: TaskRun, items: list, now: Any) -> None:
         claim=None,
     )
     Workflow.objects.filter(pk=run.workflow_id).update(tasks_total=F("tasks_total") + len(children))
+    return children
 
 
 def _gather(run: TaskRun) -> None:

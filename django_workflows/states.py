@@ -165,7 +165,11 @@ def succeed(
     )
     if not release_children(children, claim=claim, queued_at=finished_at):
         return Succeeded(claimed=[])
-    return Succeeded(claimed=list(children.filter(claim=claim)))
+    touched = list(children.filter(Q(claim=claim) | Q(status=T.PENDING)))
+    return Succeeded(
+        claimed=[child for child in touched if child.status == T.QUEUED and child.claim == claim],
+        may_finish=not any(child.status == T.PENDING for child in touched),
+    )
 
 
 #: The three writes of :func:`succeed` in one round trip, with the same

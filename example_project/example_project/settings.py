@@ -82,6 +82,7 @@ if os.environ.get("DW_DATABASE", "sqlite") == "postgres":
         }
     }
 else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
