@@ -90,7 +90,9 @@ class Node:
 
 
 @dataclass
-class Dag:
+class Graph:
+    """A canvas compiled: its nodes in canvas order, and how its result is read."""
+
     nodes: list[Node]
     #: How the canvas's result is read from its nodes' results.
     result: Ref | None
@@ -98,12 +100,12 @@ class Dag:
     native_warnings: list[str] = field(default_factory=list)
 
 
-def compile_canvas(canvas: Any, app: Any = None) -> Dag:
+def compile_canvas(canvas: Any, app: Any = None) -> Graph:
     """Flatten any Celery canvas (signature, chain, group, chord, nested) into a DAG."""
     app = app or current_app
     compiler = _Compiler(app)
     result, _ = compiler.add(canvas, parents=(), input=None)
-    return Dag(nodes=compiler.nodes, result=result, native_warnings=compiler.warnings)
+    return Graph(nodes=compiler.nodes, result=result, native_warnings=compiler.warnings)
 
 
 class _Compiler:

@@ -5,9 +5,8 @@ Two queries whatever the size (nodes, then edges), only the columns drawn.
 
 from typing import Any
 
+from .engine.graph import node_edges
 from .models import TaskRun, Workflow
-
-Edge = TaskRun.parents.through
 
 
 def dag_data(workflow: Workflow) -> dict[str, Any]:
@@ -56,11 +55,8 @@ def dag_data(workflow: Workflow) -> dict[str, Any]:
 
 
 def edges_of(workflow_id: Any) -> list[dict[str, int]]:
-    """The run's edges as node indexes, parent (source) to child (target), in one query."""
-    rows = Edge.objects.filter(from_taskrun__workflow_id=workflow_id).values_list(
-        "to_taskrun__node", "from_taskrun__node"
-    )
-    return [{"source": parent, "target": child} for parent, child in sorted(rows)]
+    """The run's edges as node indexes, parent (source) to child (target)."""
+    return node_edges(workflow_id)
 
 
 def _label(row: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ class TaskRunStatus(models.TextChoices):
 
 
 if TYPE_CHECKING:
-    from .engine import Plan
+    from .engine.operations import Plan
 
 FINISHED_WORKFLOW = (WorkflowStatus.SUCCESS, WorkflowStatus.FAILURE, WorkflowStatus.CANCELED)
 
@@ -132,7 +132,7 @@ class Workflow(models.Model):
             self.refresh_from_db()
         return self
 
-    # Operations: see django_workflows.engine for what each guarantees.
+    # Operations: see django_workflows.engine.operations for what each guarantees.
 
     def resume(self, dry_run: bool = False) -> "Plan":
         """Run again what failed or was canceled, reusing the stored results."""
@@ -140,11 +140,11 @@ class Workflow(models.Model):
 
         return resume(self, dry_run=dry_run)
 
-    def rerun_from(self, task_run: "TaskRun | str") -> "Plan":
+    def rerun_from(self, task_run: "TaskRun | str", dry_run: bool = False) -> "Plan":
         """Run ``task_run`` and everything downstream of it again."""
         from .engine import rerun_from
 
-        return rerun_from(self, task_run)
+        return rerun_from(self, task_run, dry_run=dry_run)
 
     def relaunch(self, user: Any = None) -> "Workflow":
         """Start a new run of the same definition with the same payload."""

@@ -13,6 +13,7 @@ from celery.exceptions import Ignore, NotRegistered, TaskRevokedError
 from celery.worker.control import control_command
 
 from . import engine
+from .headers import NODE_HEADER, RUN_HEADER
 
 #: Set on ``task.request`` by the prerun handler when the task must not run.
 SKIP = "django_workflows_skip"
@@ -20,7 +21,7 @@ SKIP = "django_workflows_skip"
 
 def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs: Any) -> None:
     request = task.request
-    run = getattr(request, engine.RUN_HEADER, None)
+    run = getattr(request, RUN_HEADER, None)
     if run and not engine.task_started(task_id, run, request.hostname, request.retries or 0):
         # Canceled, or already done (the same message delivered twice).
         setattr(task.request, SKIP, True)
@@ -28,10 +29,10 @@ def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs:
 
 def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
     request = sender.request
-    run = getattr(request, engine.RUN_HEADER, None)
+    run = getattr(request, RUN_HEADER, None)
     if not run:
         return
-    node = getattr(request, engine.NODE_HEADER, None)
+    node = getattr(request, NODE_HEADER, None)
     if node is None:
         engine.hook_succeeded(request.id, result)
     else:
@@ -41,7 +42,7 @@ def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
 def on_retry(
     sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None, **kwargs: Any
 ) -> None:
-    if getattr(request, engine.RUN_HEADER, None):
+    if getattr(request, RUN_HEADER, None):
         exception = reason if isinstance(reason, BaseException) else None
         engine.task_retrying(
             request.id, request.retries or 0, exception, getattr(einfo, "traceback", "")
@@ -56,11 +57,7 @@ def on_failure(
     **kwargs: Any,
 ) -> None:
     request = getattr(sender, "request", None)
-    if (
-        request is not None
-        and request.id == task_id
-        and not getattr(request, engine.RUN_HEADER, None)
-    ):
+    if request is not None and request.id == task_id and not getattr(request, RUN_HEADER, None):
         return  # a task outside any workflow: no query
     # Otherwise the task id decides: the worker's main process (hard time
     # limit, lost worker) may report a task whose request is not at hand.

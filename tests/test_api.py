@@ -36,7 +36,9 @@ def sent(request, monkeypatch):
     if {"worker", "broker_down"} & set(request.fixturenames):
         return None
     sent = []
-    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: sent.extend(runs))
+    monkeypatch.setattr(
+        "django_workflows.engine.progress.dispatch", lambda runs, results: sent.extend(runs)
+    )
     return sent
 
 
@@ -835,7 +837,7 @@ def test_runs_filter_by_schedule_and_by_periodic(api, monkeypatch):
     from django_workflows.forms import WorkflowScheduleForm
     from django_workflows.schedules import fire
 
-    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: None)
+    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
     form = WorkflowScheduleForm(
         data={
             "name": "nightly",

@@ -66,7 +66,7 @@ def fuzz(operation, strategies: list, headers: dict) -> None:
 
 
 def test_generated_requests_get_documented_responses_and_no_server_error(monkeypatch):
-    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: None)
+    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
     user = User.objects.create_user("fuzzer")
     user.user_permissions.set(Permission.objects.filter(content_type__app_label="django_workflows"))
     headers = {"Authorization": f"Token {Token.objects.create(user=user).key}"}

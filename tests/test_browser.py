@@ -142,7 +142,7 @@ def test_a_foreach_run_shows_its_items_and_resumes_only_the_failed_one(worker, p
 @pytest.mark.parametrize("size", [50, 2000])
 def test_a_large_run_is_drawn_and_usable(page, monkeypatch, size):
     """Rows only (the broker send is recorded): this measures the page, not Celery."""
-    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: None)
+    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
     wf = launch_canvas(add.s(1, 1) | group(add.s(i) for i in range(size - 2)) | add.s(0).set())
     start = time.perf_counter()
     page.goto(f"{page.base}/admin/django_workflows/workflow/{wf.pk}/change/")

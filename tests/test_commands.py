@@ -96,7 +96,7 @@ def test_status_relaunch_and_rerun(worker, capsys):
 
 
 def test_prune_deletes_old_finished_runs_in_batches(monkeypatch, capsys):
-    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: None)
+    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
     runs = [launch_canvas(add.s(1, 1), name=name) for name in ["a"] * 4 + ["b"] * 2]
     Workflow.objects.update(status=W.SUCCESS)
     live = launch_canvas(add.s(1, 1), name="a")  # running: never pruned

@@ -53,7 +53,7 @@ def test_the_same_name_twice_is_refused():
 
 @pytest.mark.django_db
 def test_a_definition_without_schema_takes_any_payload(monkeypatch):
-    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: None)
+    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
     try:
         workflow("free")(lambda p: chain(add.s(p["a"], 1)))
         wf = launch("free", {"a": 1})

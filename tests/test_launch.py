@@ -15,7 +15,9 @@ from tests.testapp.tasks import add
 def sent(monkeypatch):
     """Task runs the engine hands to the broker (recorded, not sent)."""
     sent = []
-    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: sent.extend(runs))
+    monkeypatch.setattr(
+        "django_workflows.engine.progress.dispatch", lambda runs, results: sent.extend(runs)
+    )
     return sent
 
 
@@ -64,3 +66,15 @@ def test_broker_down_at_launch_raises_and_the_run_is_recorded_as_failed(broker_d
         3: T.UPSTREAM_FAILED,
     }
     assert wf.tasks_finished == wf.tasks_total
+
+
+@pytest.mark.django_db(transaction=True)
+def test_launch_says_whether_it_created_the_run(sent):
+    first = launch("arith", {"x": 1, "y": 2}, idempotency_key="monday")
+    again = launch("arith", {"x": 1, "y": 2}, idempotency_key="monday")
+    adhoc = launch_canvas(add.s(1, 1), idempotency_key="monday")
+    adhoc_again = launch_canvas(add.s(1, 1), idempotency_key="monday")
+    assert (first.launched_now, again.launched_now) == (True, False)
+    assert again.pk == first.pk
+    assert (adhoc.launched_now, adhoc_again.launched_now) == (True, False)
+    assert len(sent) == 2

@@ -100,6 +100,11 @@ def test_rerun_from_a_middle_node_runs_it_and_its_descendants_again(worker):
     assert wf.status == W.SUCCESS and wf.result == 7
     first = node(wf, 0)
 
+    plan = wf.rerun_from(node(wf, 1), dry_run=True)
+    assert [step["node"] for step in plan.rerun] == [1, 2]
+    assert [step["node"] for step in plan.reused] == [0]
+    assert ran("add") == 3 and node(wf, 1).attempts == 1  # a dry run changes nothing
+
     wf.rerun_from(node(wf, 1))
     wf.wait()
 
@@ -230,7 +235,7 @@ def test_retries_show_as_retrying_and_advance_once(worker, task):
 
 
 def test_the_same_message_delivered_twice_runs_children_once(worker):
-    from django_workflows.engine import dispatch
+    from django_workflows.engine.progress import dispatch
 
     wf = launch_canvas(nap.s(0.5, value=1) | add.s(1))
     first = node(wf, 0)

@@ -49,7 +49,7 @@ def save_form(data: dict, instance: WorkflowSchedule | None = None) -> WorkflowS
 
 @pytest.fixture
 def no_dispatch(monkeypatch):
-    monkeypatch.setattr("django_workflows.engine.dispatch", lambda runs, results: None)
+    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
 
 
 # -- the form -------------------------------------------------------------------------------

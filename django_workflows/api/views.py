@@ -19,7 +19,7 @@ from rest_framework.serializers import Serializer
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 
-from .. import engine
+from .. import launch
 from ..dag import edges_of
 from ..definitions import Definition, registry
 from ..exceptions import InvalidPayload, UnknownWorkflow
@@ -227,19 +227,14 @@ class WorkflowViewSet(APIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         definition = registry.get(data["name"])
         check_can_launch(request.user, definition)
         key = data.get("idempotency_key") or None
-        existing = key and (
-            Workflow.objects.filter(name=definition.name, idempotency_key=key)
-            .values_list("pk", flat=True)
-            .first()
-        )
         workflow = building(
-            lambda: engine.launch(
+            lambda: launch(
                 definition.name, data["payload"], user=request.user, idempotency_key=key
             ),
             definition.name,
         )
         return self.respond(
-            workflow, status.HTTP_200_OK if workflow.pk == existing else status.HTTP_201_CREATED
+            workflow, status.HTTP_201_CREATED if workflow.launched_now else status.HTTP_200_OK
         )
 
     @extend_schema(
@@ -274,7 +269,7 @@ class WorkflowViewSet(APIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     def resume(self, request: Request, pk: str | None = None) -> Response:
         workflow = self.get_object()
         data = validated(ResumeSerializer, request)
-        return Response(PlanSerializer(engine.resume(workflow, dry_run=data["dry_run"])).data)
+        return Response(PlanSerializer(workflow.resume(dry_run=data["dry_run"])).data)
 
     @extend_schema(
         summary=_("Run a task run and everything downstream of it again"),
@@ -289,7 +284,7 @@ class WorkflowViewSet(APIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
             raise ValidationError(
                 {"task_run": [_("This is not a task run of workflow %s.") % workflow.pk]}
             )
-        plan = engine.rerun_from(workflow, data["task_run"], dry_run=data["dry_run"])
+        plan = workflow.rerun_from(data["task_run"], dry_run=data["dry_run"])
         return Response(PlanSerializer(plan).data)
 
     @extend_schema(
@@ -305,7 +300,7 @@ class WorkflowViewSet(APIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         workflow = self.get_object()
         if workflow.name in registry:
             check_can_launch(request.user, registry.get(workflow.name))
-        new = building(lambda: engine.relaunch(workflow, user=request.user), workflow.name)
+        new = building(lambda: workflow.relaunch(user=request.user), workflow.name)
         return self.respond(new, status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -317,7 +312,7 @@ class WorkflowViewSet(APIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         workflow = self.get_object()
         data = validated(CancelSerializer, request)
-        return self.respond(engine.cancel(workflow, terminate=data["terminate"]))
+        return self.respond(workflow.cancel(terminate=data["terminate"]))
 
 
 @extend_schema_view(
@@ -359,7 +354,7 @@ class TaskRunViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
     def mark_success(self, request: Request, pk: str | None = None) -> Response:
         task_run = self.get_object()
         data = validated(MarkSuccessSerializer, request)
-        engine.mark_success(task_run, data["result"])
+        task_run.mark_success(data["result"])
         return Response(TaskRunSerializer(self.get_queryset().get(pk=task_run.pk)).data)
 
 

@@ -1,81 +1,22 @@
-"""The allowed status transitions, in one table.
+"""The hot path's writes: a task's start, and its success with what it releases.
 
-Every status write in the app goes through :func:`move_tasks` or
-:func:`move_workflow`: a conditional UPDATE from an allowed previous state.
-Nothing reads a status, decides, and writes it back, so two workers (or a
-worker and an operator) racing on the same row cannot both win: the UPDATE
-that finds the row no longer in a source state changes nothing and says so.
+Once per task, so written for the database's sake: a plain UPDATE for the
+start (the ORM would spend longer building it than the database running
+it), and on PostgreSQL a success in one statement. Each stays within the
+transitions of :mod:`.transitions`, asserted where the SQL names statuses.
 """
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
 from django.db.models import Case, F, Q, QuerySet, Value, When
 
-from .models import TaskRun, Workflow
-from .models import TaskRunStatus as T
-from .models import WorkflowStatus as W
-
-Edge = TaskRun.parents.through
-
-#: target status -> statuses a task run may leave for it, and who does it
-TASK_TRANSITIONS: dict[str, frozenset[str]] = {
-    T.QUEUED: frozenset({T.PENDING}),  # claimed for dispatch (launch, a parent, resume)
-    # a worker starts it: a retry, or a message delivered again after a lost worker
-    T.RUNNING: frozenset({T.QUEUED, T.RETRYING, T.RUNNING}),
-    T.RETRYING: frozenset({T.RUNNING}),  # self.retry / autoretry_for
-    # the worker reports success; an operator marks a failed task as succeeded
-    T.SUCCESS: frozenset({T.QUEUED, T.RUNNING, T.RETRYING, T.FAILURE}),
-    T.FAILURE: frozenset({T.QUEUED, T.RUNNING, T.RETRYING}),  # worker, reaper, broker down
-    T.UPSTREAM_FAILED: frozenset({T.PENDING}),  # an ancestor failed
-    T.CANCELED: frozenset({T.PENDING, T.QUEUED, T.RUNNING, T.RETRYING}),  # cancel
-    # resume (failure, upstream_failed, canceled) and rerun_from (success too);
-    # a foreach node, once expanded, waits for its items (queued)
-    T.PENDING: frozenset({T.FAILURE, T.UPSTREAM_FAILED, T.CANCELED, T.SUCCESS, T.QUEUED}),
-}
-
-#: target status -> statuses a workflow may leave for it
-WORKFLOW_TRANSITIONS: dict[str, frozenset[str]] = {
-    # launch; resume; rerun_from on a finished run; mark_success (the run may
-    # still be running other branches: it stays running, with new counters)
-    W.RUNNING: frozenset({W.PENDING, W.FAILURE, W.CANCELED, W.SUCCESS, W.RUNNING}),
-    W.SUCCESS: frozenset({W.RUNNING}),
-    W.FAILURE: frozenset({W.PENDING, W.RUNNING}),
-    W.CANCELED: frozenset({W.PENDING, W.RUNNING}),
-}
-
-ACTIVE_TASK = frozenset({T.QUEUED, T.RUNNING, T.RETRYING})
-FINISHED_TASK = frozenset({T.SUCCESS, T.FAILURE, T.UPSTREAM_FAILED, T.CANCELED})
-FAILED_TASK = frozenset({T.FAILURE, T.UPSTREAM_FAILED, T.CANCELED})
-
-
-def _sources(table: dict, to: str, from_: Iterable[str] | None) -> frozenset[str]:
-    allowed = table[to]
-    if from_ is None:
-        return allowed
-    sources = frozenset(from_)
-    if not sources <= allowed:
-        raise ValueError(f"Transition {sorted(sources - allowed)} -> {to} is not in the table.")
-    return sources
-
-
-def move_tasks(
-    queryset: QuerySet, to: str, *, from_: Iterable[str] | None = None, **fields: Any
-) -> int:
-    """Move the task runs of ``queryset`` that are in ``from_`` (default: any
-    allowed source) to ``to``; return how many moved."""
-    sources = _sources(TASK_TRANSITIONS, to, from_)
-    return queryset.filter(status__in=sources).update(status=to, **fields)
-
-
-def move_workflow(
-    queryset: QuerySet, to: str, *, from_: Iterable[str] | None = None, **fields: Any
-) -> int:
-    """Move the workflows of ``queryset`` that are in ``from_`` to ``to``; return how many."""
-    sources = _sources(WORKFLOW_TRANSITIONS, to, from_)
-    return queryset.filter(status__in=sources).update(status=to, **fields)
+from ..models import TaskRun, Workflow
+from ..models import TaskRunStatus as T
+from . import counters
+from .graph import Edge, children_of
+from .transitions import ACTIVE_TASK, TASK_TRANSITIONS, move_tasks
 
 
 def release_children(children: QuerySet, *, claim: Any, queued_at: Any) -> int:
@@ -97,11 +38,7 @@ def release_children(children: QuerySet, *, claim: Any, queued_at: Any) -> int:
 
 
 def start(task_id: Any, *, started_at: Any, worker: str, retries: int) -> bool:
-    """A worker starts a task run: the guarded move to running, one more attempt.
-
-    The hottest write of the app, once per task, so written as plain SQL: the
-    ORM would spend longer building this UPDATE than the database running it.
-    """
+    """A worker starts a task run: the guarded move to running, one more attempt."""
     sources = sorted(TASK_TRANSITIONS[T.RUNNING])
     table = connection.ops.quote_name(TaskRun._meta.db_table)
     with connection.cursor() as cursor:
@@ -157,12 +94,8 @@ def succeed(
         finished_at=finished_at,
     ):
         return None
-    Workflow.objects.filter(pk=workflow_id).update(
-        tasks_finished=F("tasks_finished") + 1, tasks_succeeded=F("tasks_succeeded") + 1
-    )
-    children = TaskRun.objects.filter(
-        pk__in=Edge.objects.filter(to_taskrun_id=task_id).values("from_taskrun_id")
-    )
+    counters.count(workflow_id, **counters.SUCCESS)
+    children = children_of(task_id)
     if not release_children(children, claim=claim, queued_at=finished_at):
         return Succeeded(claimed=[])
     touched = list(children.filter(Q(claim=claim) | Q(status=T.PENDING)))
@@ -184,7 +117,8 @@ WITH done AS (
     RETURNING id
 ), counted AS (
     UPDATE {workflow}
-    SET tasks_finished = tasks_finished + 1, tasks_succeeded = tasks_succeeded + 1
+    SET tasks_finished = tasks_finished + %(finished)s,
+        tasks_succeeded = tasks_succeeded + %(succeeded)s
     WHERE id = %(workflow)s AND EXISTS (SELECT 1 FROM done)
 ), released AS (
     UPDATE {run} AS child SET
@@ -224,6 +158,7 @@ def _succeed_in_one_statement(
         "active": sorted(ACTIVE_TASK),
         "pending": T.PENDING,
         "queued": T.QUEUED,
+        **counters.SUCCESS,
     }
     rows = list(TaskRun.objects.raw(sql, params))
     if not rows[0].moved:

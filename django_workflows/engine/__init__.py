@@ -1,0 +1,42 @@
+"""The engine: launch a run, move it forward as its tasks finish, operate on it.
+
+One module per job:
+
+- :mod:`.launch`: ``launch``, ``launch_canvas``: the run and its DAG saved in
+  one transaction, the first tasks sent on commit.
+- :mod:`.progress`: sending claimed task runs, and the outcome handlers the
+  worker's signals call (start, retry, success, failure), finishing a run.
+- :mod:`.operations`: ``resume``, ``rerun_from``, ``mark_success``,
+  ``relaunch``, ``cancel`` (called through the model methods).
+- :mod:`.recovery`: the reaper.
+- :mod:`.send` (broker sends), :mod:`.foreach` (runtime maps), :mod:`.hooks`
+  (a definition's hooks), :mod:`.graph` (the DAG as rows and edges),
+  :mod:`.counters` (the run's counters), :mod:`.transitions` (the table of
+  allowed status moves), :mod:`.fastpath` (the per-task SQL writes).
+
+Every status write is a guarded transition from :mod:`.transitions`; every
+counter change goes through :mod:`.counters`.
+"""
+
+from .launch import launch, launch_canvas
+from .operations import Plan, cancel, mark_success, relaunch, rerun_from, resume
+from .progress import hook_succeeded, task_failed, task_retrying, task_started, task_succeeded
+from .recovery import WorkerLost, reap
+
+__all__ = [
+    "Plan",
+    "WorkerLost",
+    "cancel",
+    "hook_succeeded",
+    "launch",
+    "launch_canvas",
+    "mark_success",
+    "reap",
+    "relaunch",
+    "rerun_from",
+    "resume",
+    "task_failed",
+    "task_retrying",
+    "task_started",
+    "task_succeeded",
+]

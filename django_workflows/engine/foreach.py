@@ -1,0 +1,121 @@
+"""foreach nodes at run time: one task run per item, then their results gathered.
+
+When a foreach node's input is ready it does not run a task: it expands
+into one queued task run per item and goes back to pending, waiting for
+them; the last item to succeed claims it like any join, and its result is
+the items' results in item order. This module writes the rows;
+:mod:`.progress` sends the items and records the node's outcome.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from ..canvas import Node
+from ..conf import get_setting
+from ..exceptions import NodeLimitExceeded
+from ..models import TaskRun, Workflow
+from ..models import TaskRunStatus as T
+from . import counters
+from .graph import parents_of, save_edges, task_run
+from .transitions import move_tasks
+
+
+@dataclass
+class Expansion:
+    """What expanding a foreach node gave: items to send, or why the node fails."""
+
+    items: list[TaskRun] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def expand(run: TaskRun, items: Any) -> Expansion:
+    """Save a queued task run per item of ``items`` (the node's input).
+
+    An empty list saves nothing (the node succeeds with ``[]``); anything
+    but a list, or more items than ``MAX_NODES`` allows, is an error.
+    """
+    if not isinstance(items, list):
+        return Expansion(
+            error=TypeError(
+                f"foreach({run.task}) maps over a list, but the previous step "
+                f"returned {type(items).__name__}: {items!r:.200}"
+            )
+        )
+    if not items:
+        TaskRun.objects.filter(pk=run.pk).update(map_size=0)
+        return Expansion()
+    with transaction.atomic():
+        # One expansion at a time per run: node numbers are allocated here.
+        total = (
+            Workflow.objects.select_for_update()
+            .filter(pk=run.workflow_id)
+            .values_list("tasks_total", flat=True)
+            .get()
+        )
+        limit = get_setting("MAX_NODES")
+        if limit is not None and total + len(items) > limit:
+            return Expansion(
+                error=NodeLimitExceeded(
+                    f"foreach({run.task}) would expand into {len(items)} task runs, "
+                    f"{total + len(items)} in this run: the limit is {limit} "
+                    "(DJANGO_WORKFLOWS['MAX_NODES'])."
+                )
+            )
+        return Expansion(items=_add_items(run, items))
+
+
+def _add_items(run: TaskRun, items: list) -> list[TaskRun]:
+    """Save the items and their edges (the node's parents -> item -> node)."""
+    now = timezone.now()
+    base = TaskRun.objects.filter(workflow_id=run.workflow_id).aggregate(last=Max("node"))
+    first = base["last"] + 1
+    children = [
+        task_run(
+            Node(
+                index=first + index,
+                task=run.task,
+                args=[item, *run.args],
+                kwargs=run.kwargs,
+                options=run.options,
+                immutable=False,
+                input=None,
+            ),
+            run.workflow_id,
+            mapped_from_id=run.pk,
+            map_index=index,
+            status=T.QUEUED,
+            queued_at=now,
+        )
+        for index, item in enumerate(items)
+    ]
+    TaskRun.objects.bulk_create(children, batch_size=500)
+    parents = parents_of(run.pk)
+    save_edges(
+        [
+            *((child.pk, parent) for child in children for parent in parents),
+            *((run.pk, child.pk) for child in children),
+        ]
+    )
+    move_tasks(
+        TaskRun.objects.filter(pk=run.pk),
+        T.PENDING,
+        from_={T.QUEUED},
+        waiting=len(children),
+        map_size=len(children),
+        claim=None,
+    )
+    counters.count(run.workflow_id, total=len(children))
+    return children
+
+
+def gather(run: TaskRun) -> list[Any]:
+    """Every item succeeded: their results, in item order, are the node's result."""
+    return list(
+        TaskRun.objects.filter(mapped_from=run)
+        .order_by("map_index")
+        .values_list("result", flat=True)
+    )

@@ -1,0 +1,107 @@
+"""A run's DAG as rows: task runs made from compiled nodes, and their edges.
+
+One home for the edge table (``TaskRun.parents.through``: ``from_taskrun``
+is the child, ``to_taskrun`` the parent), the queries over it, and the
+mapping between :class:`~django_workflows.canvas.Node` and :class:`TaskRun`
+in both directions.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from ..canvas import Node
+from ..models import TaskRun
+
+Edge = TaskRun.parents.through
+
+
+def task_run(node: Node, workflow_id: Any, **fields: Any) -> TaskRun:
+    """An unsaved task run for ``node``; ``fields`` set status, timestamps, item links."""
+    return TaskRun(
+        workflow_id=workflow_id,
+        node=node.index,
+        task=node.task,
+        args=node.args,
+        kwargs=node.kwargs,
+        options=node.options,
+        immutable=node.immutable,
+        input=node.input,
+        is_map=node.map,
+        **fields,
+    )
+
+
+def node_of(run: TaskRun, parents: Iterable[int]) -> Node:
+    """The compiled node a task run was made from (to copy a run node for node)."""
+    return Node(
+        index=run.node,
+        task=run.task,
+        args=run.args,
+        kwargs=run.kwargs,
+        options=run.options,
+        immutable=run.immutable,
+        input=run.input,
+        parents=sorted(parents),
+        map=run.is_map,
+    )
+
+
+def save_edges(pairs: Iterable[tuple[Any, Any]]) -> None:
+    """Insert (child id, parent id) edges in batches."""
+    Edge.objects.bulk_create(
+        (Edge(from_taskrun_id=child, to_taskrun_id=parent) for child, parent in pairs),
+        batch_size=500,
+    )
+
+
+def edges(workflow_id: Any) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(child id, parent id) pairs of a run, in one query."""
+    return list(
+        Edge.objects.filter(from_taskrun__workflow_id=workflow_id).values_list(
+            "from_taskrun_id", "to_taskrun_id"
+        )
+    )
+
+
+def parents_by_child(workflow_id: Any) -> defaultdict[uuid.UUID, list[uuid.UUID]]:
+    parents = defaultdict(list)
+    for child, parent in edges(workflow_id):
+        parents[child].append(parent)
+    return parents
+
+
+def parents_of(task_run_id: Any) -> list[uuid.UUID]:
+    """Parent ids of one task run."""
+    return list(
+        Edge.objects.filter(from_taskrun_id=task_run_id).values_list("to_taskrun_id", flat=True)
+    )
+
+
+def children_of(task_run_id: Any):
+    """A queryset of the task runs that wait for ``task_run_id``."""
+    return TaskRun.objects.filter(
+        pk__in=Edge.objects.filter(to_taskrun_id=task_run_id).values("from_taskrun_id")
+    )
+
+
+def descendants(workflow_id: Any, task_ids: Iterable[Any]) -> list[uuid.UUID]:
+    """Ids of every task run downstream of ``task_ids``."""
+    children = defaultdict(list)
+    for child, parent in edges(workflow_id):
+        children[parent].append(child)
+    seen: set = set()
+    frontier = [uuid.UUID(str(t)) for t in task_ids]
+    while frontier:
+        frontier = [c for p in frontier for c in children[p] if c not in seen]
+        seen.update(frontier)
+    return list(seen)
+
+
+def node_edges(workflow_id: Any) -> list[dict[str, int]]:
+    """The run's edges as node indexes, parent (source) to child (target), in one query."""
+    rows = Edge.objects.filter(from_taskrun__workflow_id=workflow_id).values_list(
+        "to_taskrun__node", "from_taskrun__node"
+    )
+    return [{"source": parent, "target": child} for parent, child in sorted(rows)]

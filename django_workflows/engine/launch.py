@@ -1,0 +1,181 @@
+"""Launching a run: the run and its whole DAG saved in one transaction, the
+first tasks sent when it commits.
+
+Everything that can be refused (unknown name, bad payload, a canvas that
+cannot be tracked, too many tasks) is refused before anything is saved.
+"""
+
+import logging
+import warnings
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..canvas import Graph, compile_canvas
+from ..codec import encode
+from ..conf import get_setting
+from ..definitions import registry
+from ..exceptions import BrokerUnavailable, InvalidPayload, NativeCeleryWarning, NodeLimitExceeded
+from ..models import TaskRun, Workflow
+from ..models import TaskRunStatus as T
+from ..models import WorkflowStatus as W
+from ..signals import workflow_started
+from . import progress
+from .graph import save_edges, task_run
+from .transitions import move_workflow
+
+logger = logging.getLogger(__name__)
+
+
+def launch(
+    name: str,
+    payload: Any = None,
+    *,
+    user: Any = None,
+    idempotency_key: str | None = None,
+    relaunched_from: Workflow | None = None,
+    schedule: Any = None,
+) -> Workflow:
+    """Start a run of the registered workflow ``name`` with ``payload``.
+
+    Raises :class:`~django_workflows.exceptions.UnknownWorkflow` or
+    :class:`~django_workflows.exceptions.InvalidPayload` before anything is
+    saved. The first tasks are sent when the current transaction commits.
+    With ``idempotency_key``, a run of ``name`` launched with the same key
+    is returned instead of a new one, also under concurrent launches; the
+    returned run's ``launched_now`` says which happened.
+    """
+    definition = registry.get(name)
+    payload = {} if payload is None else payload
+    if idempotency_key and (existing := _existing(name, idempotency_key)):
+        return existing
+    check_payload(name, payload)
+    definition.validate(payload)
+    graph = compile_canvas(definition.build(payload))
+    return create(
+        graph,
+        name=name,
+        payload=payload,
+        user=user,
+        idempotency_key=idempotency_key or "",
+        relaunched_from=relaunched_from,
+        schedule=schedule,
+    )
+
+
+def launch_canvas(
+    canvas: Any,
+    *,
+    name: str = "adhoc",
+    payload: Any = None,
+    user: Any = None,
+    idempotency_key: str | None = None,
+) -> Workflow:
+    """Start a tracked run of any Celery canvas, without registering it."""
+    if idempotency_key and (existing := _existing(name, idempotency_key)):
+        return existing
+    check_payload(name, payload)
+    graph = compile_canvas(canvas)
+    return create(
+        graph,
+        name=name,
+        payload={} if payload is None else payload,
+        user=user,
+        idempotency_key=idempotency_key or "",
+    )
+
+
+def check_payload(name: str, payload: Any) -> None:
+    """The payload must be JSON, and no larger than MAX_PAYLOAD_SIZE bytes."""
+    try:
+        size = len(encode(payload).encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(name, [{"path": "", "message": f"Not JSON: {exc}"}]) from exc
+    limit = get_setting("MAX_PAYLOAD_SIZE")
+    if limit is not None and size > limit:
+        message = (
+            f"The payload is {size} bytes as JSON; the limit is {limit} "
+            "(DJANGO_WORKFLOWS['MAX_PAYLOAD_SIZE'])."
+        )
+        raise InvalidPayload(name, [{"path": "", "message": message}])
+
+
+def _existing(name: str, key: str) -> Workflow | None:
+    workflow = Workflow.objects.filter(name=name, idempotency_key=key).first()
+    if workflow is not None:
+        workflow.launched_now = False
+    return workflow
+
+
+def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -> Workflow:
+    """Save the run and its whole DAG in one transaction; send the roots on commit."""
+    limit = get_setting("MAX_NODES")
+    if limit is not None and len(graph.nodes) > limit:
+        raise NodeLimitExceeded(
+            f"Workflow {name!r} has {len(graph.nodes)} tasks; the limit is {limit} "
+            "(DJANGO_WORKFLOWS['MAX_NODES'])."
+        )
+    for warning in graph.native_warnings:
+        logger.warning("Workflow %r: %s", name, warning)
+        warnings.warn(f"Workflow {name!r}: {warning}", NativeCeleryWarning, stacklevel=4)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            workflow = Workflow.objects.create(
+                name=name,
+                payload=payload,
+                launched_by=user if getattr(user, "is_authenticated", False) else None,
+                result_ref=graph.result,
+                tasks_total=len(graph.nodes),
+                **fields,
+            )
+            runs = [
+                task_run(
+                    node,
+                    workflow.pk,
+                    waiting=len(node.parents),
+                    # Roots are claimed by the launch itself: nobody else sees them yet.
+                    status=T.PENDING if node.parents else T.QUEUED,
+                    queued_at=None if node.parents else now,
+                )
+                for node in graph.nodes
+            ]
+            TaskRun.objects.bulk_create(runs, batch_size=500)
+            save_edges(
+                (runs[node.index].pk, runs[parent].pk)
+                for node in graph.nodes
+                for parent in node.parents
+            )
+            roots = [run for run in runs if not run.waiting]
+            transaction.on_commit(lambda: _start(workflow, roots))
+    except IntegrityError:
+        key = fields.get("idempotency_key")
+        if key and (existing := _existing(name, key)):
+            return existing  # a concurrent launch with the same key won
+        raise
+    workflow.launched_now = True
+    return workflow
+
+
+def _start(workflow: Workflow, roots: list[TaskRun]) -> None:
+    now = timezone.now()
+    move_workflow(
+        Workflow.objects.filter(pk=workflow.pk), W.RUNNING, from_={W.PENDING}, started=now
+    )
+    workflow.status, workflow.started = W.RUNNING, now
+    workflow_started.send(Workflow, workflow_id=workflow.pk, name=workflow.name, resumed=False)
+    if not roots:
+        progress.finish_if_done(workflow.pk)
+        workflow.refresh_from_db()
+        return
+    try:
+        progress.dispatch(roots, {})
+    except BrokerUnavailable as exc:
+        # dispatch failed every root it could not send: the run is a failure now.
+        message = f"The broker could not be reached to send the first tasks: {exc.__cause__}"
+        Workflow.objects.filter(pk=workflow.pk).update(error=message)
+        workflow.refresh_from_db()
+        error = BrokerUnavailable(message)
+        error.workflow = workflow
+        raise error from exc.__cause__

@@ -1,0 +1,273 @@
+"""A run moving forward: sending claimed task runs, and each outcome a worker reports.
+
+The worker that finishes a task claims the children whose parents have now
+all succeeded (a conditional UPDATE, so a join is claimed by exactly one of
+its parents) and sends them at once, with the results Celery would have
+passed them: no processor task, no polling. A failure marks everything
+downstream ``upstream_failed`` at once. When the counters say every task
+has finished, the run is closed and its hook sent.
+
+What a send sets off (a foreach node expanding, an empty foreach or a
+gathered one succeeding and releasing its own children, a send that fails)
+is worked through in :func:`dispatch`'s loop, not by recursion.
+"""
+
+import logging
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from django.utils import timezone
+
+from ..canvas import referenced, resolve
+from ..codec import decode, encode, round_trip
+from ..conf import get_setting
+from ..exceptions import BrokerUnavailable, ResultTooLarge
+from ..models import TaskAttempt, TaskRun, Workflow
+from ..models import TaskRunStatus as T
+from ..models import WorkflowStatus as W
+from ..signals import task_run_changed, workflow_finished
+from . import counters, foreach, hooks, send
+from .fastpath import start, succeed
+from .graph import descendants
+from .transitions import ACTIVE_TASK, move_tasks, move_workflow
+
+logger = logging.getLogger(__name__)
+
+#: What a recorded success hands on: the children it claimed, and its result.
+Step = tuple[list[TaskRun], dict[int, Any]]
+
+
+def changed(workflow_id: Any, ids: Iterable[Any], status: str) -> None:
+    """Tell the project's receivers that task runs moved to ``status``."""
+    task_run_changed.send(TaskRun, workflow_id=workflow_id, task_run_ids=list(ids), status=status)
+
+
+# -- sending ---------------------------------------------------------------------------
+
+
+def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
+    """Send claimed task runs, each with the input Celery would have given it.
+
+    ``results`` maps node index -> result for the results already at hand;
+    the others the inputs need are read from the database in one query. A
+    run that cannot be sent fails; if the broker could not be reached,
+    :class:`BrokerUnavailable` is raised once everything else was done.
+    """
+    work: deque[Step] = deque([(list(runs), results)])
+    broker_error = None
+    while work:
+        batch, known = work.popleft()
+        if not batch:
+            continue
+        known = send.with_inputs(batch, known)
+        sent = send.send([run for run in batch if not run.is_map], known)
+        broker_error = broker_error or sent.broker_error
+        for run, error in sent.unsent:
+            task_failed(str(run.pk), error)
+        for run in (run for run in batch if run.is_map):
+            if run.map_size is None:
+                expansion = foreach.expand(run, resolve(run.input, known))
+                if expansion.error is not None:
+                    task_failed(str(run.pk), expansion.error)
+                    continue
+                if expansion.items:
+                    changed(run.workflow_id, [item.pk for item in expansion.items], T.QUEUED)
+                    work.append((expansion.items, {}))
+                    continue
+                value: Any = []
+            else:
+                value = foreach.gather(run)
+            step = _record_success(str(run.pk), str(run.workflow_id), run.node, value)
+            if step:
+                work.append(step)
+    if broker_error is not None:
+        raise BrokerUnavailable(
+            f"The broker could not be reached: {broker_error}"
+        ) from broker_error
+
+
+# -- outcomes reported by the worker ---------------------------------------------------
+
+
+def task_started(task_id: str, workflow_id: str, worker: str, retries: int = 0) -> bool:
+    """Record the start; ``False`` means the task must not run (canceled, done)."""
+    started = start(task_id, started_at=timezone.now(), worker=worker or "", retries=retries)
+    if started:
+        changed(workflow_id, [task_id], T.RUNNING)
+    return started
+
+
+def task_retrying(
+    task_id: str, retries: int, exception: BaseException | None, traceback: str = ""
+) -> None:
+    """Attempt ``retries + 1`` failed and is retried.
+
+    Celery sends the retry's message before it reports the retry, so the
+    next attempt may already have started: the status only moves if the row
+    still belongs to the attempt that failed.
+    """
+    fields = exception_fields(exception, traceback)
+    run = TaskRun.objects.filter(pk=task_id).only("workflow_id", "worker", "started_at").first()
+    if run is None:
+        return
+    TaskAttempt.objects.create(
+        task_run_id=task_id,
+        attempt=retries + 1,
+        status=T.RETRYING,
+        worker=run.worker,
+        started_at=run.started_at,
+        **fields,
+    )
+    if move_tasks(TaskRun.objects.filter(pk=task_id, retries=retries), T.RETRYING, **fields):
+        changed(run.workflow_id, [task_id], T.RETRYING)
+
+
+def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> None:
+    """Store the result, then claim and send the children it made ready."""
+    step = _record_success(task_id, workflow_id, node, value)
+    if step:
+        dispatch(*step)
+
+
+def _record_success(task_id: str, workflow_id: str, node: int, value: Any) -> Step | None:
+    """Store the result and count it; return the children it claimed, if any."""
+    try:
+        text = encode(value)
+    except (TypeError, ValueError) as exc:
+        error = TypeError(
+            f"The task returned a value that the JSON serializer cannot carry "
+            f"({type(value).__name__}): {exc}"
+        )
+        task_failed(task_id, error)
+        return None
+    limit = get_setting("MAX_RESULT_SIZE")
+    if limit is not None and len(text) > limit:  # ASCII: characters are bytes
+        task_failed(
+            task_id,
+            ResultTooLarge(
+                f"The result is {len(text)} bytes as JSON; the limit is {limit} "
+                "(DJANGO_WORKFLOWS['MAX_RESULT_SIZE']). Store large data elsewhere "
+                "(a file, a table) and return a reference to it."
+            ),
+        )
+        return None
+    result = decode(text)
+    done = succeed(
+        task_id,
+        workflow_id,
+        result=result,
+        result_json=text,
+        finished_at=timezone.now(),
+        claim=uuid.uuid4(),
+    )
+    if done is None:
+        return None  # already recorded (a message delivered twice), or canceled
+    changed(workflow_id, [task_id], T.SUCCESS)
+    if done.claimed:
+        changed(workflow_id, [r.pk for r in done.claimed], T.QUEUED)
+        return done.claimed, {node: result}  # a child is queued: the run goes on
+    if done.may_finish:
+        finish_if_done(workflow_id)
+    return None
+
+
+def hook_succeeded(task_id: str, value: Any) -> None:
+    """A hook's run is recorded; it never changes its workflow's outcome."""
+    try:
+        result = round_trip(value)
+    except (TypeError, ValueError):
+        result = repr(value)
+    move_tasks(
+        TaskRun.objects.filter(pk=task_id),
+        T.SUCCESS,
+        from_=ACTIVE_TASK,
+        result=result,
+        finished_at=timezone.now(),
+    )
+
+
+def task_failed(task_id: str, exception: BaseException | None, traceback: str = "") -> None:
+    """Record the failure; every descendant becomes upstream_failed at once."""
+    now = timezone.now()
+    failed = move_tasks(
+        TaskRun.objects.filter(pk=task_id),
+        T.FAILURE,
+        finished_at=now,
+        **exception_fields(exception, traceback),
+    )
+    if not failed:
+        return  # not a workflow task, or already finished (or canceled)
+    run = TaskRun.objects.get(pk=task_id)
+    record_attempt(run, T.FAILURE)
+    changed(run.workflow_id, [task_id], T.FAILURE)
+    if run.is_hook:
+        return
+    doomed = descendants(run.workflow_id, [run.pk])
+    skipped = (
+        move_tasks(TaskRun.objects.filter(pk__in=doomed), T.UPSTREAM_FAILED, finished_at=now)
+        if doomed
+        else 0
+    )
+    if skipped:
+        changed(run.workflow_id, doomed, T.UPSTREAM_FAILED)
+    counters.count(run.workflow_id, finished=1 + skipped, failed=1)
+    finish_if_done(run.workflow_id)
+
+
+def record_attempt(run: TaskRun, status: str) -> None:
+    """Keep the attempt that just ended (its error, worker, start) in the history."""
+    TaskAttempt.objects.create(
+        task_run=run,
+        attempt=run.attempts,
+        status=status,
+        exception_type=run.exception_type,
+        exception_message=run.exception_message,
+        traceback=run.traceback,
+        worker=run.worker,
+        started_at=run.started_at,
+    )
+
+
+def exception_fields(exception: BaseException | None, traceback: str) -> dict[str, str]:
+    if exception is None:
+        return {"traceback": traceback or ""}
+    return {
+        "exception_type": type(exception).__name__,
+        "exception_message": str(exception),
+        "traceback": traceback or "",
+    }
+
+
+# -- finishing ---------------------------------------------------------------------------
+
+
+def finish_if_done(workflow_id: Any) -> None:
+    """Close the run when its counters say every task has finished; send its hook."""
+    row = (
+        Workflow.objects.filter(pk=workflow_id, status=W.RUNNING)
+        .values("name", "tasks_total", "tasks_finished", "tasks_failed", "result_ref")
+        .first()
+    )
+    if row is None or row["tasks_finished"] < row["tasks_total"]:
+        return
+    run = Workflow.objects.filter(pk=workflow_id)
+    now = timezone.now()
+    if row["tasks_failed"]:
+        status, result = W.FAILURE, None
+        moved = move_workflow(run, W.FAILURE, finished=now)
+    else:
+        status = W.SUCCESS
+        stored = send.results_of(workflow_id, referenced(row["result_ref"]))
+        result = resolve(row["result_ref"], stored)
+        moved = move_workflow(run, W.SUCCESS, result=result, finished=now)
+    if not moved:
+        return
+    workflow_finished.send(Workflow, workflow_id=workflow_id, name=row["name"], status=status)
+    hook = hooks.create(workflow_id, row["name"], status, result)
+    if hook is not None:
+        try:
+            dispatch([hook], {})
+        except BrokerUnavailable:
+            logger.exception("Could not send the %s hook of workflow %s", status, workflow_id)

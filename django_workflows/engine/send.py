@@ -1,0 +1,73 @@
+"""Sending claimed task runs to the broker, each with what Celery would pass it.
+
+The task run's id is the Celery task id, and the headers of
+:mod:`django_workflows.headers` tell the worker's signal handlers which run
+and node the message belongs to. This module only sends and says what it
+could not send; :mod:`.progress` decides what a failed send means.
+"""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import current_app
+from kombu.exceptions import OperationalError
+
+from ..canvas import referenced, resolve
+from ..headers import NODE_HEADER, RUN_HEADER
+from ..models import TaskRun
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Sent:
+    """What :func:`send` could not send, and why."""
+
+    #: (task run, error) for each run not sent: a bad signature, or the broker.
+    unsent: list[tuple[TaskRun, BaseException]] = field(default_factory=list)
+    #: Set when the broker could not be reached: nothing after it was sent.
+    broker_error: OperationalError | None = None
+
+
+def results_of(workflow_id: Any, nodes: Iterable[int]) -> dict[int, Any]:
+    """node index -> stored result, for ``nodes`` of a run, in one query."""
+    return dict(
+        TaskRun.objects.filter(workflow_id=workflow_id, node__in=nodes).values_list(
+            "node", "result"
+        )
+    )
+
+
+def with_inputs(runs: list[TaskRun], results: dict[int, Any]) -> dict[int, Any]:
+    """``results`` completed with the stored results the runs' inputs read."""
+    needed = set().union(*(referenced(run.input) for run in runs)) - results.keys()
+    if not needed:
+        return results
+    return {**results, **results_of(runs[0].workflow_id, needed)}
+
+
+def send(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
+    """Send each run with its input resolved from ``results`` (node -> result)."""
+    sent = Sent()
+    app = current_app
+    with app.producer_or_acquire() as producer:
+        for position, run in enumerate(runs):
+            args = run.args if run.input is None else [resolve(run.input, results), *run.args]
+            options = dict(run.options)
+            headers = {**options.pop("headers", {}), RUN_HEADER: str(run.workflow_id)}
+            if not run.is_hook:
+                headers[NODE_HEADER] = run.node
+            signature = app.signature(run.task, args=args, kwargs=run.kwargs, options=options)
+            try:
+                signature.apply_async(task_id=str(run.pk), headers=headers, producer=producer)
+            except OperationalError as exc:
+                # Nothing more can be sent: the rest is unsent too.
+                sent.broker_error = exc
+                sent.unsent.extend((unsent, exc) for unsent in runs[position:])
+                break
+            except Exception as exc:  # e.g. TypeError: the arguments do not fit the task
+                logger.warning("Could not send task run %s (%s): %r", run.pk, run.task, exc)
+                sent.unsent.append((run, exc))
+    return sent
