@@ -7,6 +7,9 @@
 - ``task_run_changed(sender=TaskRun, workflow_id, task_run_ids, status)``: task
   runs moved to ``status`` (several at once when a failure or a cancel
   touches a whole subtree).
+
+The engine sends them with ``send_robust``: a receiver that raises is
+logged (by Django, logger ``django.dispatch``) and never stops a run.
 """
 
 from django.dispatch import Signal

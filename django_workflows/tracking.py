@@ -64,6 +64,19 @@ def on_failure(
     engine.task_failed(task_id, exception, getattr(einfo, "traceback", ""))
 
 
+def on_internal_error(
+    sender: Any = None, task_id: str = "", exception: BaseException | None = None, **kwargs: Any
+) -> None:
+    """Celery failed around the body (e.g. the result backend is down while it
+    stores the result): neither success nor failure is signalled, so the task
+    run fails here, or its run would wait for ever."""
+    request = getattr(sender, "request", None)
+    if request is not None and request.id == task_id and not getattr(request, RUN_HEADER, None):
+        return  # a task outside any workflow: no query
+    einfo = kwargs.get("einfo")
+    engine.task_failed(task_id, exception, getattr(einfo, "traceback", ""))
+
+
 def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
     reason = "expired" if kwargs.get("expired") else "revoked"
     if kwargs.get("terminated"):
@@ -122,4 +135,7 @@ def connect() -> None:
     signals.task_failure.connect(on_failure, dispatch_uid=f"{uid}.failure", weak=False)
     signals.task_revoked.connect(on_revoked, dispatch_uid=f"{uid}.revoked", weak=False)
     signals.task_unknown.connect(on_unknown, dispatch_uid=f"{uid}.unknown", weak=False)
+    signals.task_internal_error.connect(
+        on_internal_error, dispatch_uid=f"{uid}.internal_error", weak=False
+    )
     Task.before_start = guard_before_start

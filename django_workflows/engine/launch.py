@@ -164,7 +164,9 @@ def _start(workflow: Workflow, roots: list[TaskRun]) -> None:
         Workflow.objects.filter(pk=workflow.pk), W.RUNNING, from_={W.PENDING}, started=now
     )
     workflow.status, workflow.started = W.RUNNING, now
-    workflow_started.send(Workflow, workflow_id=workflow.pk, name=workflow.name, resumed=False)
+    workflow_started.send_robust(
+        Workflow, workflow_id=workflow.pk, name=workflow.name, resumed=False
+    )
     if not roots:
         progress.finish_if_done(workflow.pk)
         workflow.refresh_from_db()

@@ -231,7 +231,9 @@ def _restart(workflow: Workflow, claim: uuid.UUID, revoked: list[str]) -> None:
         current_app.control.broadcast(
             "django_workflows_unrevoke", arguments={"task_ids": revoked}, reply=True, timeout=1
         )
-    workflow_started.send(Workflow, workflow_id=workflow.pk, name=workflow.name, resumed=True)
+    workflow_started.send_robust(
+        Workflow, workflow_id=workflow.pk, name=workflow.name, resumed=True
+    )
     ready = list(TaskRun.objects.filter(workflow=workflow, claim=claim, status=T.QUEUED))
     progress.changed(workflow.pk, [r.pk for r in ready], T.QUEUED)
     progress.dispatch(ready, {})
@@ -300,6 +302,8 @@ def cancel(workflow: Workflow, terminate: bool = False) -> Workflow:
                 lambda: current_app.control.revoke(ids, terminate=True, signal="SIGTERM")
             )
     progress.changed(workflow.pk, [*pending, *(r.pk for r in running)], T.CANCELED)
-    workflow_finished.send(Workflow, workflow_id=workflow.pk, name=workflow.name, status=W.CANCELED)
+    workflow_finished.send_robust(
+        Workflow, workflow_id=workflow.pk, name=workflow.name, status=W.CANCELED
+    )
     workflow.refresh_from_db()
     return workflow

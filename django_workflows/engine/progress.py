@@ -13,11 +13,13 @@ is worked through in :func:`dispatch`'s loop, not by recursion.
 """
 
 import logging
+import re
 import uuid
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
 from ..canvas import referenced, resolve
@@ -41,7 +43,9 @@ Step = tuple[list[TaskRun], dict[int, Any]]
 
 def changed(workflow_id: Any, ids: Iterable[Any], status: str) -> None:
     """Tell the project's receivers that task runs moved to ``status``."""
-    task_run_changed.send(TaskRun, workflow_id=workflow_id, task_run_ids=list(ids), status=status)
+    task_run_changed.send_robust(
+        TaskRun, workflow_id=workflow_id, task_run_ids=list(ids), status=status
+    )
 
 
 # -- sending ---------------------------------------------------------------------------
@@ -128,19 +132,33 @@ def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> Non
     """Store the result, then claim and send the children it made ready."""
     step = _record_success(task_id, workflow_id, node, value)
     if step:
-        dispatch(*step)
+        try:
+            dispatch(*step)
+        except BrokerUnavailable:
+            # What could not be sent has failed, visibly: the run is not stuck.
+            logger.exception("Could not send the children of task run %s", task_id)
 
 
 def _record_success(task_id: str, workflow_id: str, node: int, value: Any) -> Step | None:
     """Store the result and count it; return the children it claimed, if any."""
     try:
         text = encode(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = "it is nested too deep" if isinstance(exc, RecursionError) else exc
         error = TypeError(
             f"The task returned a value that the JSON serializer cannot carry "
-            f"({type(value).__name__}): {exc}"
+            f"({type(value).__name__}): {reason}"
         )
         task_failed(task_id, error)
+        return None
+    if has_nul(text) and connection.vendor == "postgresql":
+        task_failed(
+            task_id,
+            ValueError(
+                "The task returned a value holding a NUL character (\\u0000), which "
+                "PostgreSQL's jsonb cannot store: remove it, or encode the data."
+            ),
+        )
         return None
     limit = get_setting("MAX_RESULT_SIZE")
     if limit is not None and len(text) > limit:  # ASCII: characters are bytes
@@ -177,7 +195,7 @@ def hook_succeeded(task_id: str, value: Any) -> None:
     """A hook's run is recorded; it never changes its workflow's outcome."""
     try:
         result = round_trip(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         result = repr(value)
     move_tasks(
         TaskRun.objects.filter(pk=task_id),
@@ -231,13 +249,27 @@ def record_attempt(run: TaskRun, status: str) -> None:
 
 
 def exception_fields(exception: BaseException | None, traceback: str) -> dict[str, str]:
-    if exception is None:
-        return {"traceback": traceback or ""}
-    return {
-        "exception_type": type(exception).__name__,
-        "exception_message": str(exception),
-        "traceback": traceback or "",
-    }
+    """An error as text columns take it: NUL characters (which PostgreSQL's
+    text refuses) written as ``\\x00``."""
+    fields = {"traceback": _text(traceback or "")}
+    if exception is not None:
+        fields["exception_type"] = _text(type(exception).__name__)
+        fields["exception_message"] = _text(str(exception))
+    return fields
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\\x00")
+
+
+#: A JSON text holding a NUL: ``\u0000`` not itself escaped (an odd number of
+#: backslashes before the ``u``).
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def has_nul(text: str) -> bool:
+    """Whether JSON ``text`` holds a NUL character somewhere in its strings."""
+    return "\\u0000" in text and _NUL.search(text) is not None
 
 
 # -- finishing ---------------------------------------------------------------------------
@@ -264,7 +296,9 @@ def finish_if_done(workflow_id: Any) -> None:
         moved = move_workflow(run, W.SUCCESS, result=result, finished=now)
     if not moved:
         return
-    workflow_finished.send(Workflow, workflow_id=workflow_id, name=row["name"], status=status)
+    workflow_finished.send_robust(
+        Workflow, workflow_id=workflow_id, name=row["name"], status=status
+    )
     hook = hooks.create(workflow_id, row["name"], status, result)
     if hook is not None:
         try:

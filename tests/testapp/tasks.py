@@ -4,7 +4,7 @@ import os
 import random
 import time
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from .models import Call, Switch
 
@@ -223,3 +223,41 @@ def notify(self, *args, **kwargs):
     """A director-style hook: records what the engine gave it."""
     _record(self, args, kwargs)
     return None
+
+
+@shared_task(bind=True, ignore_result=True)
+def deep(self, depth):
+    """A value nested ``depth`` lists deep, never stored by the result backend."""
+    _record(self, (depth,), {})
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+class _DownResultStore:
+    """The app's result backend, except that every write fails, as when it is down."""
+
+    def __init__(self, backend):
+        self._backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def _down(self, *args, **kwargs):
+        raise ConnectionError("the result backend is down")
+
+    mark_as_done = mark_as_failure = mark_as_retry = store_result = _down
+
+
+class StoreFailsTask(Task):
+    @property
+    def backend(self):
+        return _DownResultStore(self.app.backend)
+
+
+@shared_task(bind=True, base=StoreFailsTask)
+def store_fails(self, value):
+    """Its body succeeds; storing its result fails (a result backend that is down)."""
+    _record(self, (value,), {})
+    return value

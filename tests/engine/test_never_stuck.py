@@ -1,0 +1,119 @@
+"""Invariant 1: every run ends in success, failure or canceled, whatever a
+project's code, the result, or the services do. Each case here left a run
+``running`` for good before it was fixed (issue #14)."""
+
+import pytest
+from celery import chord, group
+from django.db import connection
+
+from django_workflows import engine, foreach, launch_canvas
+from django_workflows.models import TaskRun
+from django_workflows.models import TaskRunStatus as T
+from django_workflows.models import WorkflowStatus as W
+from tests.testapp.receivers import FLAG
+from tests.testapp.tasks import add, collect, const, deep, fail, store_fails, tsum
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def statuses(wf) -> dict[int, str]:
+    return dict(wf.task_runs.values_list("node", "status"))
+
+
+@pytest.fixture
+def raising_receivers():
+    """Every receiver of the app's signals raises, here and in the worker."""
+    FLAG.touch()
+    yield
+    FLAG.unlink()
+
+
+@pytest.mark.worker
+def test_raising_receivers_strand_no_run(worker, raising_receivers):
+    chain_run = launch_canvas(add.s(1, 1) | add.s(2) | add.s(3))
+    chord_run = launch_canvas(chord([add.s(i, i) for i in range(3)], tsum.s()))
+    failing = launch_canvas(add.s(1, 1) | fail.s() | add.s(1))
+
+    assert chain_run.wait().status == W.SUCCESS and chain_run.result == 7
+    assert chord_run.wait().status == W.SUCCESS and chord_run.result == 6
+    assert failing.wait().status == W.FAILURE
+    assert statuses(failing) == {0: T.SUCCESS, 1: T.FAILURE, 2: T.UPSTREAM_FAILED}
+
+
+@pytest.mark.worker
+def test_an_exception_message_with_a_nul_character_fails_the_task(worker):
+    wf = launch_canvas(add.s(1, 1) | fail.s(message="bad\x00byte")).wait()
+    assert wf.status == W.FAILURE
+    failed = wf.task_runs.get(node=1)
+    assert failed.status == T.FAILURE and failed.exception_type == "ValueError"
+    assert failed.exception_message in ("bad\x00byte", "bad\\x00byte")
+
+
+@pytest.mark.worker
+def test_a_result_with_a_nul_character_ends_the_run(worker):
+    wf = launch_canvas(const.s("a\x00b") | collect.s()).wait()
+    if connection.vendor == "postgresql":
+        # jsonb has no NUL: the task fails and says so.
+        assert wf.status == W.FAILURE
+        failed = wf.task_runs.get(node=0)
+        assert "NUL" in failed.exception_message
+        assert statuses(wf) == {0: T.FAILURE, 1: T.UPSTREAM_FAILED}
+    else:
+        assert wf.status == W.SUCCESS
+        assert wf.result == {"args": ["a\x00b"], "kwargs": {}}
+
+
+@pytest.mark.worker
+def test_a_result_too_deep_for_json_fails_the_task(worker):
+    wf = launch_canvas(deep.s(5000) | collect.s()).wait()
+    assert wf.status == W.FAILURE
+    failed = wf.task_runs.get(node=0)
+    assert "JSON" in failed.exception_message and "deep" in failed.exception_message
+    assert statuses(wf) == {0: T.FAILURE, 1: T.UPSTREAM_FAILED}
+
+
+@pytest.mark.worker
+def test_a_result_store_that_fails_fails_the_task(worker):
+    wf = launch_canvas(add.s(1, 1) | store_fails.s() | add.s(1)).wait()
+    assert wf.status == W.FAILURE
+    failed = wf.task_runs.get(node=1)
+    assert failed.status == T.FAILURE
+    assert "result backend is down" in failed.exception_message
+    assert statuses(wf) == {0: T.SUCCESS, 1: T.FAILURE, 2: T.UPSTREAM_FAILED}
+
+
+def test_launch_returns_the_run_when_receivers_raise(raising_receivers, monkeypatch):
+    monkeypatch.setattr("celery.canvas.Signature.apply_async", lambda self, *a, **k: None)
+    wf = launch_canvas(add.s(1, 1) | add.s(2))
+    assert wf.status == W.RUNNING
+    assert statuses(wf) == {0: T.QUEUED, 1: T.PENDING}
+
+
+def test_broker_down_while_a_success_claims_children_fails_them_all(broker_down):
+    canvas = const.s([1, 2]) | group(collect.s(), foreach(add.s(1)))
+    with broker_down_at_launch_lifted():
+        wf = launch_canvas(canvas)
+    root = wf.task_runs.get(node=0)
+    engine.task_started(str(root.pk), str(wf.pk), "w")
+    engine.task_succeeded(str(root.pk), str(wf.pk), 0, [1, 2])  # must not raise
+
+    wf.refresh_from_db()
+    assert wf.status == W.FAILURE
+    runs = TaskRun.objects.filter(workflow=wf)
+    assert not runs.filter(status__in=(T.PENDING, T.QUEUED, T.RUNNING)).exists()
+    assert wf.tasks_finished == wf.tasks_total
+
+
+class broker_down_at_launch_lifted:  # noqa: N801
+    """Record the launch's sends instead of sending them (the broker is down)."""
+
+    def __enter__(self):
+        from celery.canvas import Signature
+
+        self._saved = Signature.apply_async
+        Signature.apply_async = lambda self, *a, **k: None
+
+    def __exit__(self, *exc):
+        from celery.canvas import Signature
+
+        Signature.apply_async = self._saved
