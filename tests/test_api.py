@@ -487,16 +487,38 @@ def test_the_dag_is_nodes_and_edges_in_three_queries(django_assert_num_queries, 
 
     body = response.json()
     assert body["id"] == str(wf.pk) and body["status"] == W.RUNNING
+    assert body["finished"] is False
+    assert body["progress"] == {"total": width + 2, "finished": 0, "succeeded": 0, "failed": 0}
     assert len(body["nodes"]) == width + 2
     assert body["nodes"][0] == {
         "id": str(wf.task_runs.get(node=0).pk),
         "node": 0,
         "task": add.name,
+        "label": "add",
         "status": T.QUEUED,
         "attempts": 0,
+        "hook": False,
+        "marked_success": False,
     }
     assert len(body["edges"]) == width + 1
     assert {"source": width, "target": width + 1} in body["edges"]
+
+
+def test_the_api_and_the_admin_show_one_dag_hooks_flagged():
+    wf = launch("hooked", {})
+    report(wf, 0, 2)
+    report(wf, 1, 3)  # success: the on_success hook is recorded as a task run
+    hook = wf.task_runs.get(is_hook=True)
+    client = APIClient()
+    client.force_login(User.objects.create_superuser("root"))
+
+    body = client.get(f"/api/workflows/{wf.pk}/dag/").json()
+
+    assert body == client.get(f"/admin/django_workflows/workflow/{wf.pk}/dag.json").json()
+    assert body["name"] == "hooked" and body["finished"] is True
+    assert [(n["node"], n["hook"]) for n in body["nodes"]] == [(0, False), (1, False), (2, True)]
+    assert body["nodes"][2]["id"] == str(hook.pk)
+    assert body["edges"] == [{"source": 0, "target": 1}]  # a hook is not a node of the DAG
 
 
 @pytest.mark.parametrize(

@@ -186,13 +186,34 @@ class DagNodeSerializer(serializers.Serializer):
     id = serializers.UUIDField(help_text=_("The task run's id."))
     node = serializers.IntegerField()
     task = serializers.CharField()
+    label = serializers.CharField(
+        help_text=_("The task's short name; a foreach node says how many items, an item which.")
+    )
     status = TaskRunStatusField()
     attempts = serializers.IntegerField()
+    hook = serializers.BooleanField(
+        help_text=_("An on_success / on_failure hook of the definition: drawn, without edges.")
+    )
+    marked_success = serializers.BooleanField()
+
+
+class DagProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    finished = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
 
 
 class DagSerializer(serializers.Serializer):
+    """Documents ``dag.dag_data``: the one DAG shape, the admin's picture's and the API's."""
+
     id = serializers.UUIDField(help_text=_("The run's id."))
+    name = serializers.CharField()
     status = WorkflowStatusField()
+    finished = serializers.BooleanField(
+        help_text=_("Whether the status is final (a yes or no, not the run's end time).")
+    )
+    progress = DagProgressSerializer(help_text=_("Task run counts, as the run keeps them."))
     nodes = DagNodeSerializer(many=True)
     edges = EdgeSerializer(many=True)
 
