@@ -204,8 +204,9 @@ class DagProgressSerializer(serializers.Serializer):
     failed = serializers.IntegerField()
 
 
+# Encodes and documents ``dag.dag_data``, the one DAG shape (the admin's run page draws it).
 class DagSerializer(serializers.Serializer):
-    """Documents ``dag.dag_data``: the one DAG shape, the admin's picture's and the API's."""
+    """A run's DAG with live statuses: what a picture of it needs."""
 
     id = serializers.UUIDField(help_text=_("The run's id."))
     name = serializers.CharField()
