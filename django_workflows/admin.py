@@ -20,9 +20,9 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _t
 from django.utils.translation import gettext_lazy as _
 
-from .conf import get_setting
 from .dag import dag_data
 from .definitions import registry
+from .details import task_details
 from .exceptions import WorkflowError
 from .forms import LaunchForm, WorkflowScheduleForm
 from .models import ScheduleFire, TaskRun, Workflow, WorkflowSchedule
@@ -365,63 +365,6 @@ class WorkflowAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         can_launch = request.user.has_perm("django_workflows.add_workflow")
         return super().changelist_view(request, {"can_launch": can_launch, **(extra_context or {})})
-
-
-def task_details(run: TaskRun) -> dict[str, Any]:
-    """What the details panel of a node shows."""
-    from django.apps import apps
-
-    links = {}
-    if apps.is_installed("django_celery_results"):
-        from django_celery_results.models import TaskResult
-
-        result = TaskResult.objects.filter(task_id=str(run.pk)).only("pk").first()
-        if result is not None:
-            links["task_result"] = reverse(
-                "admin:django_celery_results_taskresult_change", args=[result.pk]
-            )
-    flower = get_setting("FLOWER_URL")
-    if flower:
-        links["flower"] = f"{flower.rstrip('/')}/task/{run.pk}"
-    duration = (
-        (run.finished_at - run.started_at).total_seconds()
-        if (run.finished_at and run.started_at)
-        else None
-    )
-    return {
-        "id": str(run.pk),
-        "node": run.node,
-        "task": run.task,
-        "status": run.status,
-        "status_display": run.get_status_display(),
-        "args": run.args,
-        "kwargs": run.kwargs,
-        "options": run.options,
-        "input_from": run.input,
-        "result": run.result,
-        "marked_success": run.marked_success,
-        "exception_type": run.exception_type,
-        "exception_message": run.exception_message,
-        "traceback": run.traceback,
-        "attempts": run.attempts,
-        "worker": run.worker,
-        "queued_at": run.queued_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "duration": duration,
-        "history": [
-            {
-                "attempt": a.attempt,
-                "status": a.status,
-                "exception_type": a.exception_type,
-                "exception_message": a.exception_message,
-                "traceback": a.traceback,
-                "worker": a.worker,
-            }
-            for a in run.history.all()
-        ],
-        "links": links,
-    }
 
 
 @admin.register(TaskRun)

@@ -1,5 +1,7 @@
 """A run's DAG as the picture needs it: nodes with live status, and edges.
 
+The one shape of a run's DAG: the admin's run page draws it and the API's
+``workflows/{id}/dag/`` returns it (``api.serializers.DagSerializer`` documents it).
 Two queries whatever the size (nodes, then edges), only the columns drawn.
 """
 
@@ -10,6 +12,11 @@ from .models import TaskRun, Workflow
 
 
 def dag_data(workflow: Workflow) -> dict[str, Any]:
+    """The run, its progress, its nodes (hooks included, flagged) and edges: all a picture needs.
+
+    Hooks are not nodes of the DAG (they have no edges) but are drawn, flagged, as the
+    run's detail lists them: what the run sent is all visible.
+    """
     nodes = list(
         TaskRun.objects.filter(workflow=workflow)
         .order_by("node")

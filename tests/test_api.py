@@ -457,8 +457,8 @@ def test_the_detail_costs_a_fixed_number_of_queries(django_assert_max_num_querie
     wf = launch("arith", {"x": 1, "y": 2})
     client = APIClient()
     client.force_authenticate(User.objects.create_superuser("root"))
-    # the run, its task runs, their attempts, the edges
-    with django_assert_max_num_queries(4):
+    # the run, its task runs, their attempts, their django-celery-results rows (links), the edges
+    with django_assert_max_num_queries(5):
         assert client.get(f"/api/workflows/{wf.pk}/").status_code == 200
 
 
@@ -469,7 +469,7 @@ def test_lists_cost_a_fixed_number_of_queries(django_assert_max_num_queries):
     client.force_authenticate(User.objects.create_superuser("root"))
     with django_assert_max_num_queries(2):  # count, page
         assert len(client.get("/api/workflows/").json()["results"]) == 5
-    with django_assert_max_num_queries(3):  # count, page, attempts
+    with django_assert_max_num_queries(4):  # count, page, attempts, result rows (links)
         assert len(client.get("/api/task-runs/").json()["results"]) == 15
 
 
@@ -489,16 +489,84 @@ def test_the_dag_is_nodes_and_edges_in_three_queries(django_assert_num_queries, 
 
     body = response.json()
     assert body["id"] == str(wf.pk) and body["status"] == W.RUNNING
+    assert body["finished"] is False
+    assert body["progress"] == {"total": width + 2, "finished": 0, "succeeded": 0, "failed": 0}
     assert len(body["nodes"]) == width + 2
     assert body["nodes"][0] == {
         "id": str(wf.task_runs.get(node=0).pk),
         "node": 0,
         "task": add.name,
+        "label": "add",
         "status": T.QUEUED,
         "attempts": 0,
+        "hook": False,
+        "marked_success": False,
     }
     assert len(body["edges"]) == width + 1
     assert {"source": width, "target": width + 1} in body["edges"]
+
+
+def test_the_api_and_the_admin_show_one_dag_hooks_flagged():
+    wf = launch("hooked", {})
+    report(wf, 0, 2)
+    report(wf, 1, 3)  # success: the on_success hook is recorded as a task run
+    hook = wf.task_runs.get(is_hook=True)
+    client = APIClient()
+    client.force_login(User.objects.create_superuser("root"))
+
+    body = client.get(f"/api/workflows/{wf.pk}/dag/").json()
+
+    assert body == client.get(f"/admin/django_workflows/workflow/{wf.pk}/dag.json").json()
+    assert body["name"] == "hooked" and body["finished"] is True
+    assert [(n["node"], n["hook"]) for n in body["nodes"]] == [(0, False), (1, False), (2, True)]
+    assert body["nodes"][2]["id"] == str(hook.pk)
+    assert body["edges"] == [{"source": 0, "target": 1}]  # a hook is not a node of the DAG
+    components = client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]
+    assert components["Dag"]["properties"].keys() == body.keys()
+    assert components["DagProgress"]["properties"].keys() == body["progress"].keys()
+    assert components["DagNode"]["properties"].keys() == body["nodes"][0].keys()
+
+
+def test_the_api_and_the_admin_show_one_task_run_shape(settings):
+    from django_celery_results.models import TaskResult
+
+    settings.DJANGO_WORKFLOWS = {"FLOWER_URL": "http://flower.local:5555/"}
+    wf = failed_breaks()
+    failed = wf.task_runs.get(node=1)
+    stored = TaskResult.objects.create(task_id=str(failed.pk), status="FAILURE")
+    client = APIClient()
+    client.force_login(User.objects.create_superuser("root"))
+
+    body = client.get(f"/api/task-runs/{failed.pk}/").json()
+    admin = client.get(f"/admin/django_workflows/workflow/{wf.pk}/tasks/{failed.pk}.json").json()
+
+    def without_dates(value):  # the admin shows milliseconds, the API microseconds
+        if isinstance(value, dict):
+            return {k: without_dates(v) for k, v in value.items() if not k.endswith("_at")}
+        return [without_dates(v) for v in value] if isinstance(value, list) else value
+
+    assert without_dates(body) == without_dates(admin)
+    assert body.keys() == admin.keys() and body["history"][0].keys() == admin["history"][0].keys()
+    finished = [datetime.datetime.fromisoformat(b["finished_at"]) for b in (body, admin)]
+    assert all(abs(at - failed.finished_at) < datetime.timedelta(milliseconds=1) for at in finished)
+    assert body["links"] == {
+        "task_result": f"/admin/django_celery_results/taskresult/{stored.pk}/change/",
+        "flower": f"http://flower.local:5555/task/{failed.pk}",
+    }
+    assert (body["status_display"], body["input_from"]) == ("Failure", 0)
+    assert body["duration"] is not None and body["history"][0]["status"] == T.FAILURE
+    # the same in the run's detail and in the list (their links looked up in one query)
+    assert client.get(f"/api/workflows/{wf.pk}/").json()["task_runs"][1] == body
+    listed = client.get("/api/task-runs/", {"workflow": str(wf.pk)}).json()["results"]
+    assert [r for r in listed if r["id"] == str(failed.pk)] == [body]
+    others = [r for r in listed if r["id"] != str(failed.pk)]
+    assert len(others) == 2 and all(
+        r["links"] == {"flower": f"http://flower.local:5555/task/{r['id']}"} for r in others
+    )
+    components = client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]
+    assert components["TaskRun"]["properties"].keys() == body.keys()
+    assert components["TaskAttempt"]["properties"].keys() == body["history"][0].keys()
+    assert components["TaskRunLinks"]["properties"].keys() == body["links"].keys()
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,10 @@
 
 import copy
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from django.db.models.manager import BaseManager
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -12,6 +14,7 @@ from rest_framework.utils.encoders import JSONEncoder
 from ..canvas import compile_canvas
 from ..dag import edges_of
 from ..definitions import Definition
+from ..details import task_details, task_result_ids
 from ..models import TaskAttempt, TaskRun, TaskRunStatus, Workflow, WorkflowStatus
 from .permissions import add_workflow_perm, can_launch
 
@@ -82,27 +85,69 @@ class TaskAttemptSerializer(serializers.ModelSerializer):
             "started_at",
             "recorded_at",
         ]
+        read_only_fields = fields
 
 
+class TaskRunLinksSerializer(serializers.Serializer):
+    task_result = serializers.CharField(
+        required=False,
+        help_text=_("The admin page of its django-celery-results row, when it has one."),
+    )
+    flower = serializers.CharField(
+        required=False, help_text=_("Its page in Flower, when FLOWER_URL is set.")
+    )
+
+
+class TaskRunListSerializer(serializers.ListSerializer):
+    """Task runs with their links: one query for every django-celery-results row, not one each."""
+
+    def to_representation(self, data: Any) -> list[dict[str, Any]]:
+        runs = list(data.all() if isinstance(data, BaseManager) else data)
+        task_results = task_result_ids(runs)
+        return [self.child.to_representation(run, task_results) for run in runs]
+
+
+# Encodes and documents ``details.task_details``, the one shape of a task run (the admin's
+# details panel shows it too): fields come from that dict, none is added here.
 class TaskRunSerializer(serializers.ModelSerializer):
     """A task of a run; ``history`` lists its attempts that did not succeed."""
 
     id = serializers.UUIDField(read_only=True, help_text=_("The Celery task id."))
+    workflow = serializers.UUIDField(read_only=True, help_text=_("The run's id."))
     status = TaskRunStatusField(read_only=True)
+    status_display = serializers.CharField(
+        read_only=True, help_text=_("The status in words, in the active language.")
+    )
+    mapped_from = serializers.UUIDField(
+        read_only=True, allow_null=True, label=_("Item of"), help_text=_("Its foreach node.")
+    )
     args = ValueField(read_only=True)
     kwargs = ValueField(read_only=True)
     options = ValueField(read_only=True)
+    input_from = ValueField(
+        read_only=True,
+        help_text=_(
+            "What is prepended to args: null for nothing, a node index for that node's "
+            "result, or a (nested) list of indexes for a list of results."
+        ),
+    )
     result = ValueField(read_only=True)
+    duration = serializers.FloatField(
+        read_only=True, allow_null=True, help_text=_("Seconds from start to finish.")
+    )
     history = TaskAttemptSerializer(many=True, read_only=True)
+    links = TaskRunLinksSerializer(read_only=True, help_text=_("Its pages in other tools."))
 
     class Meta:
         model = TaskRun
+        list_serializer_class = TaskRunListSerializer
         fields = [
             "id",
             "workflow",
             "node",
             "task",
             "status",
+            "status_display",
             "is_hook",
             "is_map",
             "map_size",
@@ -111,6 +156,7 @@ class TaskRunSerializer(serializers.ModelSerializer):
             "args",
             "kwargs",
             "options",
+            "input_from",
             "result",
             "exception_type",
             "exception_message",
@@ -123,9 +169,16 @@ class TaskRunSerializer(serializers.ModelSerializer):
             "queued_at",
             "started_at",
             "finished_at",
+            "duration",
             "history",
+            "links",
         ]
         read_only_fields = fields
+
+    def to_representation(
+        self, run: TaskRun, task_results: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return super().to_representation(task_details(run, task_results))
 
 
 class WorkflowSerializer(serializers.ModelSerializer):
@@ -186,13 +239,35 @@ class DagNodeSerializer(serializers.Serializer):
     id = serializers.UUIDField(help_text=_("The task run's id."))
     node = serializers.IntegerField()
     task = serializers.CharField()
+    label = serializers.CharField(
+        help_text=_("The task's short name; a foreach node says how many items, an item which.")
+    )
     status = TaskRunStatusField()
     attempts = serializers.IntegerField()
+    hook = serializers.BooleanField(
+        help_text=_("An on_success / on_failure hook of the definition: drawn, without edges.")
+    )
+    marked_success = serializers.BooleanField()
 
 
+class DagProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    finished = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+# Encodes and documents ``dag.dag_data``, the one DAG shape (the admin's run page draws it).
 class DagSerializer(serializers.Serializer):
+    """A run's DAG with live statuses: what a picture of it needs."""
+
     id = serializers.UUIDField(help_text=_("The run's id."))
+    name = serializers.CharField()
     status = WorkflowStatusField()
+    finished = serializers.BooleanField(
+        help_text=_("Whether the status is final (a yes or no, not the run's end time).")
+    )
+    progress = DagProgressSerializer(help_text=_("Task run counts, as the run keeps them."))
     nodes = DagNodeSerializer(many=True)
     edges = EdgeSerializer(many=True)
 

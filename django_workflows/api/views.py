@@ -20,7 +20,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 
 from .. import launch
-from ..dag import edges_of
+from ..dag import dag_data
 from ..definitions import Definition, registry
 from ..exceptions import InvalidPayload, UnknownWorkflow
 from ..models import TaskAttempt, TaskRun, Workflow
@@ -238,27 +238,12 @@ class WorkflowViewSet(APIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         )
 
     @extend_schema(
-        summary=_("The DAG with live statuses: nodes and edges only"),
+        summary=_("The DAG with live statuses, as the admin draws it: progress, nodes, edges"),
         responses={200: DagSerializer, **errors(404)},
     )
     @action(detail=True, methods=["get"])
     def dag(self, request: Request, pk: str | None = None) -> Response:
-        workflow = self.get_object()
-        nodes = list(
-            TaskRun.objects.filter(workflow_id=workflow.pk, is_hook=False)
-            .order_by("node")
-            .values("id", "node", "task", "status", "attempts")
-        )
-        return Response(
-            DagSerializer(
-                {
-                    "id": workflow.pk,
-                    "status": workflow.status,
-                    "nodes": nodes,
-                    "edges": edges_of(workflow.pk),
-                }
-            ).data
-        )
+        return Response(DagSerializer(dag_data(self.get_object())).data)
 
     @extend_schema(
         summary=_("Run again what failed or was canceled, reusing stored results"),
