@@ -88,6 +88,10 @@ class Registry:
     def unregister(self, name: str) -> None:
         self._definitions.pop(name, None)
 
+    def find(self, name: str) -> Definition | None:
+        """The definition named ``name``, or None where a missing one is no error."""
+        return self._definitions.get(name)
+
     def get(self, name: str) -> Definition:
         try:
             return self._definitions[name]

@@ -61,3 +61,8 @@ def test_a_definition_without_schema_takes_any_payload(monkeypatch):
         assert wf.task_runs.get().args == [1, 1]
     finally:
         registry.unregister("free")
+
+
+def test_find_returns_the_definition_or_none_where_get_raises():
+    assert registry.find("arith") is registry.get("arith")
+    assert registry.find("nope") is None
