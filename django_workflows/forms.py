@@ -18,7 +18,7 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from .definitions import registry
+from .definitions import Definition, registry
 from .exceptions import InvalidPayload, UnknownWorkflow
 from .models import WorkflowSchedule
 from .schedules import LAUNCH_TASK, task_kwargs
@@ -244,24 +244,6 @@ def _initial_from(task: PeriodicTask, schedule: WorkflowSchedule) -> dict:
     return initial
 
 
-def example_payload(schema: dict | None) -> Any:
-    """A payload that shows the schema's shape: defaults, examples or empty values."""
-    if not schema:
-        return {}
-    if "default" in schema:
-        return schema["default"]
-    if schema.get("examples"):
-        return schema["examples"][0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = kind[0]
-    if kind == "object" or "properties" in schema:
-        return {name: example_payload(sub) for name, sub in schema.get("properties", {}).items()}
-    if "enum" in schema:
-        return schema["enum"][0]
-    return {"string": "", "integer": 0, "number": 0, "boolean": False, "array": []}.get(kind)
-
-
 class LaunchForm(forms.Form):
     """Launch a registered workflow: its payload is checked against its schema."""
 
@@ -272,13 +254,14 @@ class LaunchForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        name = self.initial.get("definition")
-        if name in registry and "payload" not in self.initial:
-            self.initial["payload"] = example_payload(registry.get(name).schema)
+        definition = registry.find(self.initial.get("definition"))
+        if definition is not None and "payload" not in self.initial:
+            self.initial["payload"] = definition.example_payload(with_optional=True)
 
     @staticmethod
-    def example_payload(definition: Any) -> Any:
-        return example_payload(definition.schema)
+    def example_payload(definition: Definition) -> Any:
+        """What the launch page shows for ``definition`` (the admin's launch view asks the form)."""
+        return definition.example_payload(with_optional=True)
 
     def clean(self) -> dict:
         data = super().clean()
