@@ -4,6 +4,7 @@ Definitions live in ``workflows.py`` modules of installed apps, imported at
 startup like Celery's ``tasks.py``.
 """
 
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,14 @@ class Definition:
         """Return the canvas for this payload."""
         return self.factory(payload)
 
+    def example_payload(self, *, with_optional: bool = False) -> Any:
+        """A payload made from the schema, to show its shape without a real one.
+
+        Bare, it is what the API builds the DAG from; ``with_optional`` adds every
+        property, for the admin's launch page and ``manage.py workflows show`` to prefill.
+        """
+        return example_payload(self.schema, with_optional=with_optional)
+
 
 class Registry:
     """Definitions by name."""
@@ -92,6 +101,10 @@ class Registry:
     def unregister(self, name: str) -> None:
         self._definitions.pop(name, None)
 
+    def find(self, name: str) -> Definition | None:
+        """The definition named ``name``, or None where a missing one is no error."""
+        return self._definitions.get(name)
+
     def get(self, name: str) -> Definition:
         try:
             return self._definitions[name]
@@ -106,6 +119,64 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._definitions)
+
+
+def example_payload(schema: dict | None, *, with_optional: bool = False) -> Any:
+    """A payload for ``schema``: its defaults and examples, else the smallest value of each type.
+
+    An object gets its required properties and those with a default (every property
+    ``with_optional``). Good enough to draw the DAG of most definitions and to
+    prefill a form; not meant to satisfy every schema.
+    """
+    if not schema:
+        return {}
+    return _example(schema, with_optional)
+
+
+def _example(schema: Any, with_optional: bool) -> Any:
+    if not isinstance(schema, dict):
+        return None
+    for key in ("default", "const"):
+        if key in schema:
+            return copy.deepcopy(schema[key])
+    for key in ("examples", "enum", "anyOf", "oneOf", "allOf"):
+        values = schema.get(key)
+        if isinstance(values, list) and values:
+            if key in ("examples", "enum"):
+                return copy.deepcopy(values[0])
+            return _example(values[0], with_optional)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None and ("properties" in schema or "required" in schema):
+        kind = "object"
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        if with_optional:
+            wanted = [*properties, *schema.get("required", [])]
+        else:
+            wanted = [
+                *schema.get("required", []),
+                *(k for k, v in properties.items() if isinstance(v, dict) and "default" in v),
+            ]
+        return {
+            key: _example(properties.get(key, {}), with_optional) for key in dict.fromkeys(wanted)
+        }
+    if kind == "array":
+        items = schema.get("items")
+        return [_example(items, with_optional) for _ in range(schema.get("minItems", 0))]
+    if kind == "string":
+        return "x" * schema.get("minLength", 0)
+    if kind in ("integer", "number"):
+        if "minimum" in schema:
+            return schema["minimum"]
+        if isinstance(schema.get("exclusiveMinimum"), int | float):
+            return schema["exclusiveMinimum"] + 1
+        maximum = schema.get("maximum", schema.get("exclusiveMaximum"))
+        return maximum - 1 if isinstance(maximum, int | float) and maximum <= 0 else 0
+    if kind == "boolean":
+        return False
+    return None
 
 
 def _where(func: Callable) -> str:

@@ -11,17 +11,13 @@ from django_celery_beat import validators
 from django_celery_beat.models import (
     PERIOD_CHOICES,
     SOLAR_SCHEDULES,
-    ClockedSchedule,
-    CrontabSchedule,
-    IntervalSchedule,
     PeriodicTask,
-    SolarSchedule,
 )
 
-from .definitions import registry
+from .definitions import Definition, registry
 from .exceptions import InvalidPayload, UnknownWorkflow
 from .models import WorkflowSchedule
-from .schedules import LAUNCH_TASK, task_kwargs
+from .schedules import beat_schedule, save_schedule
 
 KINDS = [
     ("interval", _("Interval")),
@@ -165,43 +161,23 @@ class WorkflowScheduleForm(forms.ModelForm):
     @transaction.atomic
     def save(self, commit: bool = True) -> WorkflowSchedule:
         data = self.cleaned_data
-        schedule = _beat_schedule(data)
-        task = self.instance.periodic_task if self.instance.pk else PeriodicTask()
-        task.name = data["name"]
-        task.task = LAUNCH_TASK
-        task.kwargs = task_kwargs(data["definition"], data["payload"])
-        task.interval = task.crontab = task.solar = task.clocked = None
-        setattr(task, data["kind"], schedule)
-        for field in ("enabled", "start_time", "expires", "one_off", "description"):
-            setattr(task, field, data[field])
-        task.save()  # beat's DatabaseScheduler notices through PeriodicTasks.changed()
-        self.instance.periodic_task = task
-        self.instance.definition = data["definition"]
-        self.instance.save()
+        kind = data["kind"]
+        fields = {field: data[field] for field in KIND_FIELDS[kind]}
+        if kind == "crontab":
+            fields["timezone"] = zoneinfo.ZoneInfo(fields["timezone"])
+        self.instance = save_schedule(
+            data["name"],
+            data["definition"],
+            data["payload"],
+            beat_schedule(kind, **fields),
+            overlap=data["overlap"],
+            periodic_task=self.instance.periodic_task if self.instance.pk else None,
+            **{f: data[f] for f in ("enabled", "start_time", "expires", "one_off", "description")},
+        )[0]
         return self.instance
 
     def save_m2m(self) -> None:  # the admin calls it; there is nothing many-to-many
         pass
-
-
-def _beat_schedule(data: dict) -> Any:
-    kind = data["kind"]
-    if kind == "interval":
-        return IntervalSchedule.objects.get_or_create(every=data["every"], period=data["period"])[0]
-    if kind == "crontab":
-        return CrontabSchedule.objects.get_or_create(
-            minute=data["minute"],
-            hour=data["hour"],
-            day_of_week=data["day_of_week"],
-            day_of_month=data["day_of_month"],
-            month_of_year=data["month_of_year"],
-            timezone=zoneinfo.ZoneInfo(data["timezone"]),
-        )[0]
-    if kind == "solar":
-        return SolarSchedule.objects.get_or_create(
-            event=data["event"], latitude=data["latitude"], longitude=data["longitude"]
-        )[0]
-    return ClockedSchedule.objects.create(clocked_time=data["clocked_time"])
 
 
 def _initial_from(task: PeriodicTask, schedule: WorkflowSchedule) -> dict:
@@ -244,24 +220,6 @@ def _initial_from(task: PeriodicTask, schedule: WorkflowSchedule) -> dict:
     return initial
 
 
-def example_payload(schema: dict | None) -> Any:
-    """A payload that shows the schema's shape: defaults, examples or empty values."""
-    if not schema:
-        return {}
-    if "default" in schema:
-        return schema["default"]
-    if schema.get("examples"):
-        return schema["examples"][0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = kind[0]
-    if kind == "object" or "properties" in schema:
-        return {name: example_payload(sub) for name, sub in schema.get("properties", {}).items()}
-    if "enum" in schema:
-        return schema["enum"][0]
-    return {"string": "", "integer": 0, "number": 0, "boolean": False, "array": []}.get(kind)
-
-
 class LaunchForm(forms.Form):
     """Launch a registered workflow: its payload is checked against its schema."""
 
@@ -272,13 +230,14 @@ class LaunchForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        name = self.initial.get("definition")
-        if name in registry and "payload" not in self.initial:
-            self.initial["payload"] = example_payload(registry.get(name).schema)
+        definition = registry.find(self.initial.get("definition"))
+        if definition is not None and "payload" not in self.initial:
+            self.initial["payload"] = definition.example_payload(with_optional=True)
 
     @staticmethod
-    def example_payload(definition: Any) -> Any:
-        return example_payload(definition.schema)
+    def example_payload(definition: Definition) -> Any:
+        """What the launch page shows for ``definition`` (the admin's launch view asks the form)."""
+        return definition.example_payload(with_optional=True)
 
     def clean(self) -> dict:
         data = super().clean()

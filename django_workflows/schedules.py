@@ -13,7 +13,13 @@ from typing import Any
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 
 from .engine import launch
 from .exceptions import WorkflowError
@@ -23,6 +29,16 @@ from .models import WorkflowStatus as W
 logger = logging.getLogger(__name__)
 
 LAUNCH_TASK = "django_workflows.launch_workflow"
+
+BeatSchedule = IntervalSchedule | CrontabSchedule | SolarSchedule | ClockedSchedule
+
+#: beat's schedule models, by the name of the PeriodicTask field that holds them
+BEAT_SCHEDULES: dict[str, type[BeatSchedule]] = {
+    "interval": IntervalSchedule,
+    "crontab": CrontabSchedule,
+    "solar": SolarSchedule,
+    "clocked": ClockedSchedule,
+}
 
 
 def fire(name: str, payload: Any = None, periodic_task_name: str | None = None) -> str | None:
@@ -72,6 +88,79 @@ def _cancel_quietly(run: Workflow) -> None:
 def task_kwargs(definition: str, payload: Any) -> str:
     """The PeriodicTask kwargs (JSON text) that make beat launch ``definition``."""
     return json.dumps({"name": definition, "payload": payload})
+
+
+def beat_schedule(kind: str, **fields: Any) -> BeatSchedule:
+    """Beat's schedule row of ``kind`` ("interval", "crontab"...) with these fields.
+
+    An equal row is shared (the oldest, if beat's admin made twins), so saving a
+    schedule again adds no row; a clocked one is always new, as beat's admin makes it.
+    """
+    model = BEAT_SCHEDULES[kind]
+    if kind != "clocked":
+        row = model.objects.filter(**fields).order_by("pk").first()
+        if row is not None:
+            return row
+    return model.objects.create(**fields)
+
+
+def save_schedule(
+    name: str,
+    definition: str,
+    payload: Any,
+    when: BeatSchedule,
+    *,
+    overlap: str = OverlapPolicy.ALLOW,
+    periodic_task: PeriodicTask | None = None,
+    **task_fields: Any,
+) -> tuple[WorkflowSchedule, bool]:
+    """Write beat's ``PeriodicTask`` that launches ``definition``, and its ``WorkflowSchedule``.
+
+    The one writer of the pair, for the admin's form and the YAML sync alike.
+    ``periodic_task`` is the entry to update (None: a new one, named ``name``);
+    ``when`` its schedule row (see :func:`beat_schedule`); ``task_fields`` more
+    PeriodicTask fields (``enabled``, ``one_off``, ``description``, ``start_time``...),
+    those not given are left as they are. Only what differs is saved, so writing a
+    schedule again saves nothing and beat is not told. Returns the schedule and
+    whether anything was written. Call it in a transaction: it writes two rows.
+    """
+    task = periodic_task if periodic_task is not None else PeriodicTask()
+    created = task.pk is None
+    desired = {
+        "name": name,
+        "task": LAUNCH_TASK,
+        **{k: when if isinstance(when, m) else None for k, m in BEAT_SCHEDULES.items()},
+        **task_fields,
+    }
+    changed = created
+    for attr, value in desired.items():
+        if getattr(task, attr) != value:
+            setattr(task, attr, value)
+            changed = True
+    kwargs = task_kwargs(definition, payload)
+    if created or _json_or_none(task.kwargs) != json.loads(kwargs):
+        task.kwargs = kwargs  # the same JSON written otherwise is left as it is
+        changed = True
+    if changed:
+        task.save()  # beat's DatabaseScheduler notices through PeriodicTasks.changed()
+    schedule = None if created else WorkflowSchedule.objects.filter(periodic_task=task).first()
+    if schedule is None:
+        schedule = WorkflowSchedule.objects.create(
+            periodic_task=task, definition=definition, overlap=overlap
+        )
+        changed = True
+    elif (schedule.definition, schedule.overlap) != (definition, overlap):
+        schedule.definition, schedule.overlap = definition, overlap
+        schedule.save(update_fields=["definition", "overlap"])
+        changed = True
+    return schedule, changed
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text or "null")
+    except ValueError:
+        return None
 
 
 @receiver(post_delete, sender=WorkflowSchedule, dispatch_uid="django_workflows.schedule_deleted")

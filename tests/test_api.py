@@ -16,8 +16,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from django_workflows import engine, launch
-from django_workflows.api.serializers import example_payload
-from django_workflows.definitions import Definition, registry
+from django_workflows.definitions import Definition, example_payload, registry
 from django_workflows.models import TaskRun, Workflow
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W

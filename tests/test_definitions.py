@@ -61,3 +61,15 @@ def test_a_definition_without_schema_takes_any_payload(monkeypatch):
         assert wf.task_runs.get().args == [1, 1]
     finally:
         registry.unregister("free")
+
+
+def test_find_returns_the_definition_or_none_where_get_raises():
+    assert registry.find("arith") is registry.get("arith")
+    assert registry.find("nope") is None
+
+
+def test_the_example_payload_has_the_required_properties_or_every_one():
+    arith = registry.get("arith")
+    assert arith.example_payload() == {"x": 0, "y": 0}
+    assert arith.example_payload(with_optional=True) == {"x": 0, "y": 0, "tag": ""}
+    assert Definition("free", lambda p: add.s(1, 1)).example_payload() == {}

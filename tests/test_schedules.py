@@ -13,7 +13,7 @@ from django_workflows.exceptions import InvalidPayload, UnknownWorkflow
 from django_workflows.forms import WorkflowScheduleForm
 from django_workflows.models import OverlapPolicy, ScheduleFire, Workflow, WorkflowSchedule
 from django_workflows.models import WorkflowStatus as W
-from django_workflows.schedules import LAUNCH_TASK, fire
+from django_workflows.schedules import LAUNCH_TASK, beat_schedule, fire, save_schedule
 from tests.test_operations import until
 from tests.worker import start_beat, stop_worker
 
@@ -122,6 +122,20 @@ def test_unknown_workflow_missing_fields_and_bad_crontab_are_refused():
 def test_deleting_a_schedule_deletes_its_periodic_task():
     save_form({**BASE, **KINDS["interval"]}).delete()
     assert not PeriodicTask.objects.exists()
+
+
+@pytest.mark.django_db
+def test_saving_a_schedule_again_writes_nothing_and_shares_its_beat_row():
+    every = beat_schedule("interval", every=10, period="seconds")
+    args = ("nightly", "arith", {"x": 1, "y": 2}, every)
+    schedule, changed = save_schedule(*args)
+    assert changed and schedule.periodic_task.interval == every
+    assert beat_schedule("interval", every=10, period="seconds") == every
+    at = timezone.now() + timedelta(days=1)
+    assert beat_schedule("clocked", clocked_time=at) != beat_schedule("clocked", clocked_time=at)
+
+    assert save_schedule(*args, periodic_task=schedule.periodic_task) == (schedule, False)
+    assert save_schedule(*args, overlap="skip", periodic_task=schedule.periodic_task)[1]
 
 
 @pytest.mark.django_db

@@ -383,7 +383,7 @@ class DefinitionSerializer(serializers.Serializer):
     can_launch = serializers.BooleanField(help_text=_("Whether you may launch it."))
 
     def to_representation(self, definition: Definition) -> dict[str, Any]:
-        example = example_payload(definition.schema)
+        example = definition.example_payload()
         shape, error = None, None
         try:
             dag = compile_canvas(definition.build(copy.deepcopy(example)))
@@ -411,52 +411,3 @@ class DefinitionSerializer(serializers.Serializer):
                 user and user.has_perm(add_workflow_perm()) and can_launch(user, definition)
             ),
         }
-
-
-def example_payload(schema: Any) -> Any:
-    """A payload for ``schema``: its defaults, else the smallest value of each type.
-
-    Good enough to draw the DAG of most definitions; not meant to satisfy every schema.
-    """
-    if schema is None:
-        return {}
-    return _example(schema)
-
-
-def _example(schema: Any) -> Any:
-    if not isinstance(schema, dict):
-        return None
-    for key in ("default", "const"):
-        if key in schema:
-            return copy.deepcopy(schema[key])
-    for key in ("examples", "enum", "anyOf", "oneOf", "allOf"):
-        values = schema.get(key)
-        if isinstance(values, list) and values:
-            return copy.deepcopy(values[0]) if key in ("examples", "enum") else _example(values[0])
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind is None and ("properties" in schema or "required" in schema):
-        kind = "object"
-    if kind == "object":
-        properties = schema.get("properties") or {}
-        wanted = [
-            *schema.get("required", []),
-            *(k for k, v in properties.items() if isinstance(v, dict) and "default" in v),
-        ]
-        return {key: _example(properties.get(key, {})) for key in dict.fromkeys(wanted)}
-    if kind == "array":
-        items = schema.get("items")
-        return [_example(items) for _ in range(schema.get("minItems", 0))]
-    if kind == "string":
-        return "x" * schema.get("minLength", 0)
-    if kind in ("integer", "number"):
-        if "minimum" in schema:
-            return schema["minimum"]
-        if isinstance(schema.get("exclusiveMinimum"), int | float):
-            return schema["exclusiveMinimum"] + 1
-        maximum = schema.get("maximum", schema.get("exclusiveMaximum"))
-        return maximum - 1 if isinstance(maximum, int | float) and maximum <= 0 else 0
-    if kind == "boolean":
-        return False
-    return None

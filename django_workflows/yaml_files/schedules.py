@@ -1,6 +1,5 @@
 """``periodic:`` made into django-celery-beat schedules, kept in step with the files."""
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,8 +48,7 @@ def sync_schedules(workflows: Iterable[YamlWorkflow] | None = None) -> SyncResul
     """
     from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-    from ..models import WorkflowSchedule
-    from ..schedules import LAUNCH_TASK, task_kwargs
+    from ..schedules import LAUNCH_TASK, save_schedule
 
     result = SyncResult()
     if workflows is None:
@@ -69,46 +67,22 @@ def sync_schedules(workflows: Iterable[YamlWorkflow] | None = None) -> SyncResul
             name = schedule_name(workflow.name)
             wanted.add(name)
             periodic = workflow.periodic
-            interval, crontab = _beat_schedule(periodic)
-            desired = {
-                "task": LAUNCH_TASK,
-                "interval": interval,
-                "crontab": crontab,
-                "solar": None,
-                "clocked": None,
-                "enabled": True,
-                "one_off": False,
-                "description": f"From {workflow.file}: edit the file, then run "
-                "manage.py workflows sync-schedules (migrate does it too).",
-            }
-            kwargs = task_kwargs(workflow.name, periodic.payload)
             task = PeriodicTask.objects.filter(name=name).first()
-            changed = False
+            _schedule, changed = save_schedule(
+                name,
+                workflow.name,
+                periodic.payload,
+                _beat_schedule(periodic),
+                overlap=periodic.overlap,
+                periodic_task=task,
+                enabled=True,
+                one_off=False,
+                description=f"From {workflow.file}: edit the file, then run "
+                "manage.py workflows sync-schedules (migrate does it too).",
+            )
             if task is None:
-                task = PeriodicTask(name=name, kwargs=kwargs, **desired)
-                task.save()
                 result.created.append(name)
             else:
-                for attr, value in desired.items():
-                    if getattr(task, attr) != value:
-                        setattr(task, attr, value)
-                        changed = True
-                if _json_or_none(task.kwargs) != json.loads(kwargs):
-                    task.kwargs = kwargs
-                    changed = True
-                if changed:
-                    task.save()
-            schedule = WorkflowSchedule.objects.filter(periodic_task=task).first()
-            if schedule is None:
-                WorkflowSchedule.objects.create(
-                    periodic_task=task, definition=workflow.name, overlap=periodic.overlap
-                )
-                changed = True
-            elif (schedule.definition, schedule.overlap) != (workflow.name, periodic.overlap):
-                schedule.definition, schedule.overlap = workflow.name, periodic.overlap
-                schedule.save(update_fields=["definition", "overlap"])
-                changed = True
-            if name not in result.created:
                 (result.updated if changed else result.unchanged).append(name)
         if not result.kept_because:
             stale = PeriodicTask.objects.filter(
@@ -123,41 +97,30 @@ def sync_schedules(workflows: Iterable[YamlWorkflow] | None = None) -> SyncResul
     return result
 
 
-def _json_or_none(text: str) -> Any:
-    try:
-        return json.loads(text or "null")
-    except ValueError:
-        return None
-
-
-def _beat_schedule(periodic: Periodic) -> tuple[Any, Any]:
+def _beat_schedule(periodic: Periodic) -> Any:
     """The IntervalSchedule or CrontabSchedule row for ``periodic`` (reused if it exists)."""
-    from django_celery_beat.models import (
-        CrontabSchedule,
-        IntervalSchedule,
-        crontab_schedule_celery_timezone,
-    )
+    from django_celery_beat.models import IntervalSchedule, crontab_schedule_celery_timezone
+
+    from ..schedules import beat_schedule
 
     if periodic.crontab is not None:
         minute, hour, day_of_month, month_of_year, day_of_week = periodic.crontab
-        fields = {
-            "minute": minute,
-            "hour": hour,
-            "day_of_month": day_of_month,
-            "month_of_year": month_of_year,
-            "day_of_week": day_of_week,
-            "timezone": periodic.timezone or crontab_schedule_celery_timezone(),
-        }
-        row = CrontabSchedule.objects.filter(**fields).order_by("pk").first()
-        return None, row or CrontabSchedule.objects.create(**fields)
+        return beat_schedule(
+            "crontab",
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+            timezone=periodic.timezone or crontab_schedule_celery_timezone(),
+        )
     seconds = periodic.interval
     assert seconds is not None
     if float(seconds).is_integer():
-        fields = {"every": int(seconds), "period": IntervalSchedule.SECONDS}
-    else:
-        fields = {"every": round(seconds * 1_000_000), "period": IntervalSchedule.MICROSECONDS}
-    row = IntervalSchedule.objects.filter(**fields).order_by("pk").first()
-    return row or IntervalSchedule.objects.create(**fields), None
+        return beat_schedule("interval", every=int(seconds), period=IntervalSchedule.SECONDS)
+    return beat_schedule(
+        "interval", every=round(seconds * 1_000_000), period=IntervalSchedule.MICROSECONDS
+    )
 
 
 def sync_after_migrate(sender: Any, using: str = "default", **kwargs: Any) -> None:

@@ -20,7 +20,6 @@ from ...canvas import compile_canvas
 from ...conf import get_setting
 from ...definitions import registry
 from ...exceptions import InvalidPayload, WorkflowError
-from ...forms import example_payload
 from ...models import FINISHED_WORKFLOW, TaskRun, Workflow
 from ...models import WorkflowStatus as W
 from ...yaml_files import load_errors, sync_schedules
@@ -125,7 +124,7 @@ class Command(BaseCommand):
         definition = registry.get(name)
         self.stdout.write(f"{definition.name}: {definition.description}")
         self.stdout.write(f"schema: {json.dumps(definition.schema)}")
-        payload = example_payload(definition.schema)
+        payload = definition.example_payload(with_optional=True)
         self.stdout.write(f"example payload: {json.dumps(payload)}")
         try:
             dag = compile_canvas(definition.build(payload))
