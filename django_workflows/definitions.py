@@ -94,10 +94,6 @@ class Registry:
         self._definitions[definition.name] = definition
         return definition
 
-    def find(self, name: str) -> Definition | None:
-        """The definition named ``name``, or None (``get`` raises instead)."""
-        return self._definitions.get(name)
-
     def unregister(self, name: str) -> None:
         self._definitions.pop(name, None)
 
