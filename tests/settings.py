@@ -37,7 +37,7 @@ else:
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-# Guardrails small enough for the tests to cross (tests/test_guardrails.py); the
+# Guardrails small enough for the tests to cross (tests/engine/test_guardrails.py); the
 # worker process reads them from here.
 DJANGO_WORKFLOWS = {
     **globals().get("DJANGO_WORKFLOWS", {}),

@@ -12,7 +12,7 @@ from django_workflows import launch_canvas
 from django_workflows.models import Workflow
 from django_workflows.models import WorkflowStatus as W
 from django_workflows.yaml_files import load_definition_files
-from tests.test_operations import node, until
+from tests.helpers import node, until
 from tests.testapp.models import Switch
 from tests.testapp.tasks import add, gate, nap
 

@@ -14,7 +14,7 @@ from django_workflows.forms import WorkflowScheduleForm
 from django_workflows.models import OverlapPolicy, ScheduleFire, Workflow, WorkflowSchedule
 from django_workflows.models import WorkflowStatus as W
 from django_workflows.schedules import LAUNCH_TASK, beat_schedule, fire, save_schedule
-from tests.test_operations import until
+from tests.helpers import until
 from tests.worker import start_beat, stop_worker
 
 BASE = {

@@ -10,7 +10,7 @@ from django_workflows import launch_canvas
 from django_workflows.engine import reap
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
-from tests.test_operations import node, until
+from tests.helpers import node, until
 from tests.testapp.models import Call
 from tests.testapp.tasks import add, nap
 from tests.worker import start_worker, stop_worker

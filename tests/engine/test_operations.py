@@ -3,7 +3,6 @@
 import os
 import signal
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -15,6 +14,7 @@ from django_workflows.exceptions import InvalidState
 from django_workflows.models import TaskAttempt, TaskRun, Workflow
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
+from tests.helpers import node, until
 from tests.testapp.models import Call, Switch
 from tests.testapp.tasks import (
     add,
@@ -30,23 +30,8 @@ from tests.testapp.tasks import (
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-def until(predicate, timeout=30.0, what="condition"):
-    """Wait on state, never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise TimeoutError(f"Timed out waiting for {what}")
-
-
 def ran(task: str) -> int:
     return Call.objects.filter(task=task).count()
-
-
-def node(wf: Workflow, index: int) -> TaskRun:
-    return wf.task_runs.get(node=index)
 
 
 def worker_idle(app) -> bool:

@@ -218,7 +218,7 @@ def only_arith(user, definition) -> bool:
 
 def test_the_can_launch_hook_decides_per_definition(api, settings):
     old = failed_breaks()
-    settings.DJANGO_WORKFLOWS = {"CAN_LAUNCH": "tests.test_api.only_arith"}
+    settings.DJANGO_WORKFLOWS = {"CAN_LAUNCH": "tests.api.test_views.only_arith"}
 
     refused = api.post("/api/workflows/", {"name": "breaks"}, format="json")
     assert refused.status_code == 403

@@ -33,11 +33,11 @@ from django_workflows.yaml_files import (
     load_file,
     sync_schedules,
 )
-from tests.test_operations import until
+from tests.helpers import until
 from tests.testapp.models import Call
 from tests.testapp.tasks import add
 
-TESTAPP = Path(__file__).resolve().parent / "testapp"
+TESTAPP = Path(__file__).resolve().parent.parent / "testapp"
 
 
 def write(folder: Path, text: str, name: str = "workflows.yml") -> Path:
@@ -784,7 +784,7 @@ def test_names_taken_by_workflows_py_or_another_file_are_errors(tmp_path):
         ("E008", str(first), "taken.NAME", 1),
         ("E008", str(second), "shared.NAME", 4),
     ]
-    assert "already defined in tests.test_yaml." in errors[0].message
+    assert "already defined in tests.yaml_files.test_yaml." in errors[0].message
     assert f"already defined in {first}, line 3" in errors[1].message
 
 
