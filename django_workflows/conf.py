@@ -7,6 +7,9 @@ from django.conf import settings
 DEFAULTS: dict[str, Any] = {
     #: The reaper checks only tasks started at least this many seconds ago.
     "REAPER_GRACE": 30.0,
+    #: The recovery pass sends task runs claimed at least this many seconds ago
+    #: whose message never reached the broker (a sender died or failed).
+    "RECOVERY_GRACE": 60.0,
     #: Seconds after which a running task is failed by the reaper (None: never).
     "TASK_TIMEOUT": None,
     #: REST API: dotted path to ``callable(user, definition) -> bool`` deciding who may

@@ -9,3 +9,6 @@ A hook's message carries the run header and no node header.
 RUN_HEADER = "django_workflows_run"
 #: The task run's node index in its DAG (absent on a hook's message).
 NODE_HEADER = "django_workflows_node"
+#: The dispatch attempt (the task run's ``claim``): a report from a message of
+#: an older attempt never moves the task run (a stale message is skipped).
+ATTEMPT_HEADER = "django_workflows_attempt"

@@ -182,8 +182,13 @@ class TaskRun(models.Model):
     )
     #: Parents that have not succeeded yet; the node is ready at zero.
     waiting = models.PositiveIntegerField(_("waiting for"), default=0)
-    #: Token of the completion that claimed this node for dispatch.
+    #: The dispatch attempt: a token set whenever the node is claimed for
+    #: sending (launch, a parent's success, resume, recovery). Its message
+    #: carries it, and only reports of the current attempt move the node.
     claim = models.UUIDField(null=True, blank=True, editable=False)
+    #: When the claimed message reached the broker: a queued node without it
+    #: is claimed but unsent, which the recovery pass sends (the outbox).
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True, editable=False)
     status = models.CharField(
         _("status"), max_length=20, choices=TaskRunStatus, default=TaskRunStatus.PENDING
     )
@@ -229,6 +234,12 @@ class TaskRun(models.Model):
         indexes = [
             models.Index(fields=["status"], name="dw_taskrun_status"),
             models.Index(fields=["task"], name="dw_taskrun_task"),
+            # The outbox: what was claimed and never sent, for the recovery pass.
+            models.Index(
+                fields=["queued_at"],
+                condition=models.Q(status="queued", sent_at__isnull=True),
+                name="dw_taskrun_unsent",
+            ),
         ]
 
     def __str__(self) -> str:

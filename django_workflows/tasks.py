@@ -8,7 +8,9 @@ from .conf import get_setting
 
 @shared_task(name="django_workflows.reap", ignore_result=True)
 def reap() -> list[str]:
-    """Fail task runs whose worker is gone or that ran too long (run it from beat)."""
+    """Send what was claimed and never sent, and fail task runs whose worker is
+    gone or that ran too long (run it from beat, e.g. every minute)."""
+    engine.recover(grace=get_setting("RECOVERY_GRACE"))
     return engine.reap(grace=get_setting("REAPER_GRACE"), timeout=get_setting("TASK_TIMEOUT"))
 
 

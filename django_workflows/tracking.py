@@ -13,7 +13,7 @@ from celery.exceptions import Ignore, NotRegistered, TaskRevokedError
 from celery.worker.control import control_command
 
 from . import engine
-from .headers import NODE_HEADER, RUN_HEADER
+from .headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 
 #: Set on ``task.request`` by the prerun handler when the task must not run.
 SKIP = "django_workflows_skip"
@@ -22,7 +22,10 @@ SKIP = "django_workflows_skip"
 def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs: Any) -> None:
     request = task.request
     run = getattr(request, RUN_HEADER, None)
-    if run and not engine.task_started(task_id, run, request.hostname, request.retries or 0):
+    attempt = getattr(request, ATTEMPT_HEADER, None)
+    if run and not engine.task_started(
+        task_id, run, request.hostname, request.retries or 0, attempt
+    ):
         # Canceled, or already done (the same message delivered twice).
         setattr(task.request, SKIP, True)
 
@@ -36,7 +39,7 @@ def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
     if node is None:
         engine.hook_succeeded(request.id, result)
     else:
-        engine.task_succeeded(request.id, run, node, result)
+        engine.task_succeeded(request.id, run, node, result, getattr(request, ATTEMPT_HEADER, None))
 
 
 def on_retry(
@@ -45,7 +48,11 @@ def on_retry(
     if getattr(request, RUN_HEADER, None):
         exception = reason if isinstance(reason, BaseException) else None
         engine.task_retrying(
-            request.id, request.retries or 0, exception, getattr(einfo, "traceback", "")
+            request.id,
+            request.retries or 0,
+            exception,
+            getattr(einfo, "traceback", ""),
+            getattr(request, ATTEMPT_HEADER, None),
         )
 
 
@@ -56,12 +63,7 @@ def on_failure(
     einfo: Any = None,
     **kwargs: Any,
 ) -> None:
-    request = getattr(sender, "request", None)
-    if request is not None and request.id == task_id and not getattr(request, RUN_HEADER, None):
-        return  # a task outside any workflow: no query
-    # Otherwise the task id decides: the worker's main process (hard time
-    # limit, lost worker) may report a task whose request is not at hand.
-    engine.task_failed(task_id, exception, getattr(einfo, "traceback", ""))
+    _failed(sender, task_id, exception, einfo)
 
 
 def on_internal_error(
@@ -70,11 +72,19 @@ def on_internal_error(
     """Celery failed around the body (e.g. the result backend is down while it
     stores the result): neither success nor failure is signalled, so the task
     run fails here, or its run would wait for ever."""
+    _failed(sender, task_id, exception, kwargs.get("einfo"))
+
+
+def _failed(sender: Any, task_id: str, exception: BaseException | None, einfo: Any) -> None:
     request = getattr(sender, "request", None)
-    if request is not None and request.id == task_id and not getattr(request, RUN_HEADER, None):
-        return  # a task outside any workflow: no query
-    einfo = kwargs.get("einfo")
-    engine.task_failed(task_id, exception, getattr(einfo, "traceback", ""))
+    attempt = None
+    if request is not None and request.id == task_id:
+        if not getattr(request, RUN_HEADER, None):
+            return  # a task outside any workflow: no query
+        attempt = getattr(request, ATTEMPT_HEADER, None)
+    # Otherwise the task id decides: the worker's main process (hard time
+    # limit, lost worker) may report a task whose request is not at hand.
+    engine.task_failed(task_id, exception, getattr(einfo, "traceback", ""), attempt)
 
 
 def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:

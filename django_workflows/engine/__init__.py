@@ -8,7 +8,7 @@ One module per job:
   worker's signals call (start, retry, success, failure), finishing a run.
 - :mod:`.operations`: ``resume``, ``rerun_from``, ``mark_success``,
   ``relaunch``, ``cancel`` (called through the model methods).
-- :mod:`.recovery`: the reaper.
+- :mod:`.recovery`: the recovery pass for claimed-but-unsent work, and the reaper.
 - :mod:`.send` (broker sends), :mod:`.foreach` (runtime maps), :mod:`.hooks`
   (a definition's hooks), :mod:`.graph` (the DAG as rows and edges),
   :mod:`.counters` (the run's counters), :mod:`.transitions` (the table of
@@ -16,12 +16,24 @@ One module per job:
 
 Every status write is a guarded transition from :mod:`.transitions`; every
 counter change goes through :mod:`.counters`.
+
+The invariants each module keeps:
+
+1. Every run reaches success, failure or canceled, or shows what it waits
+   for: no path leaves a run ``running`` with nothing that will move it.
+2. Nothing claimed is lost: a task run claimed for sending is ``queued`` in
+   the claiming transaction and marked sent once the broker has it
+   (:mod:`.send`); :func:`.recovery.recover` sends what a dead or failing
+   sender left, and never what was sent.
+3. Each dispatch is an attempt (the task run's ``claim``, carried by its
+   message): a stale attempt's report never moves a newer attempt.
+4. Nothing starts after ``cancel()`` returns; nothing a user did is erased.
 """
 
 from .launch import launch, launch_canvas
 from .operations import Plan, cancel, mark_success, relaunch, rerun_from, resume
 from .progress import hook_succeeded, task_failed, task_retrying, task_started, task_succeeded
-from .recovery import WorkerLost, reap
+from .recovery import WorkerLost, reap, recover
 
 __all__ = [
     "Plan",
@@ -32,6 +44,7 @@ __all__ = [
     "launch_canvas",
     "mark_success",
     "reap",
+    "recover",
     "relaunch",
     "rerun_from",
     "resume",

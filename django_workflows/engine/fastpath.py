@@ -37,15 +37,20 @@ def release_children(children: QuerySet, *, claim: Any, queued_at: Any) -> int:
     )
 
 
-def start(task_id: Any, *, started_at: Any, worker: str, retries: int) -> bool:
-    """A worker starts a task run: the guarded move to running, one more attempt."""
+def start(task_id: Any, *, started_at: Any, worker: str, retries: int, attempt: Any = None) -> bool:
+    """A worker starts a task run: the guarded move to running, one more attempt.
+
+    With ``attempt`` (the message's dispatch attempt), only if it is the
+    task run's current one: a stale message starts nothing.
+    """
     sources = sorted(TASK_TRANSITIONS[T.RUNNING])
     table = connection.ops.quote_name(TaskRun._meta.db_table)
+    current = "" if attempt is None else " AND claim = %s"
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, started_at = %s, worker = %s, "
             f"attempts = attempts + 1, retries = %s "
-            f"WHERE id = %s AND status IN ({', '.join(['%s'] * len(sources))})",
+            f"WHERE id = %s AND status IN ({', '.join(['%s'] * len(sources))}){current}",
             [
                 T.RUNNING,
                 _db_value("started_at", started_at),
@@ -53,6 +58,7 @@ def start(task_id: Any, *, started_at: Any, worker: str, retries: int) -> bool:
                 retries,
                 _db_value("id", task_id),
                 *sources,
+                *([] if attempt is None else [_db_value("claim", attempt)]),
             ],
         )
         return cursor.rowcount == 1
@@ -76,18 +82,31 @@ class Succeeded:
 
 
 def succeed(
-    task_id: Any, workflow_id: Any, *, result: Any, result_json: str, finished_at: Any, claim: Any
+    task_id: Any,
+    workflow_id: Any,
+    *,
+    result: Any,
+    result_json: str,
+    finished_at: Any,
+    claim: Any,
+    attempt: Any = None,
 ) -> Succeeded | None:
-    """A task succeeded: store its result, count it, release its children.
+    """A task succeeded: store its result, count it, release its children
+    (claiming the ready ones with ``claim``).
 
     Returns None if the task run was not active (a message delivered twice,
-    a canceled run). On PostgreSQL this is one statement; elsewhere the same
-    steps as separate queries.
+    a canceled run) or ``attempt`` is not its current one. On PostgreSQL
+    this is one statement; elsewhere the same steps as separate queries.
     """
     if connection.vendor == "postgresql":
-        return _succeed_in_one_statement(task_id, workflow_id, result_json, finished_at, claim)
+        return _succeed_in_one_statement(
+            task_id, workflow_id, result_json, finished_at, claim, attempt
+        )
+    current = TaskRun.objects.filter(pk=task_id)
+    if attempt is not None:
+        current = current.filter(claim=attempt)
     if not move_tasks(
-        TaskRun.objects.filter(pk=task_id),
+        current,
         T.SUCCESS,
         from_=ACTIVE_TASK,
         result=result,
@@ -114,6 +133,7 @@ WITH done AS (
     UPDATE {run}
     SET status = %(success)s, result = NULLIF(%(result)s::jsonb, 'null'), finished_at = %(now)s
     WHERE id = %(id)s AND status = ANY(%(active)s)
+        AND (%(attempt)s::uuid IS NULL OR claim = %(attempt)s::uuid)
     RETURNING id
 ), counted AS (
     UPDATE {workflow}
@@ -140,7 +160,7 @@ FROM (SELECT 1) AS one LEFT JOIN released AS claimed ON claimed.claim = %(claim)
 
 
 def _succeed_in_one_statement(
-    task_id: Any, workflow_id: Any, result_json: str, finished_at: Any, claim: Any
+    task_id: Any, workflow_id: Any, result_json: str, finished_at: Any, claim: Any, attempt: Any
 ) -> Succeeded | None:
     sql = _SUCCEED_SQL.format(
         run=connection.ops.quote_name(TaskRun._meta.db_table),
@@ -154,6 +174,7 @@ def _succeed_in_one_statement(
         "result": result_json,
         "now": finished_at,
         "claim": str(claim),
+        "attempt": None if attempt is None else str(attempt),
         "success": T.SUCCESS,
         "active": sorted(ACTIVE_TASK),
         "pending": T.PENDING,

@@ -7,6 +7,7 @@ the items' results in item order. This module writes the rows;
 :mod:`.progress` sends the items and records the node's outcome.
 """
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,7 @@ def expand(run: TaskRun, items: Any) -> Expansion:
 
 def _add_items(run: TaskRun, items: list) -> list[TaskRun]:
     """Save the items and their edges (the node's parents -> item -> node)."""
-    now = timezone.now()
+    now, claim = timezone.now(), uuid.uuid4()
     base = TaskRun.objects.filter(workflow_id=run.workflow_id).aggregate(last=Max("node"))
     first = base["last"] + 1
     children = [
@@ -89,6 +90,7 @@ def _add_items(run: TaskRun, items: list) -> list[TaskRun]:
             map_index=index,
             status=T.QUEUED,
             queued_at=now,
+            claim=claim,
         )
         for index, item in enumerate(items)
     ]

@@ -5,6 +5,7 @@ its own status, but it is outside the DAG's outcome: its failure never
 changes the run's. It is called ``hook(workflow_id, result_or_error, *args)``.
 """
 
+import uuid
 from typing import Any
 
 from django.db.models import Max
@@ -36,6 +37,7 @@ def create(workflow_id: Any, name: str, status: str, result: Any) -> TaskRun | N
         is_hook=True,
         status=T.QUEUED,
         queued_at=timezone.now(),
+        claim=uuid.uuid4(),
     )
 
 

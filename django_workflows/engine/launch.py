@@ -6,17 +6,24 @@ cannot be tracked, too many tasks) is refused before anything is saved.
 """
 
 import logging
+import uuid
 import warnings
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from ..canvas import Graph, compile_canvas
 from ..codec import encode
 from ..conf import get_setting
 from ..definitions import registry
-from ..exceptions import BrokerUnavailable, InvalidPayload, NativeCeleryWarning, NodeLimitExceeded
+from ..exceptions import (
+    BrokerUnavailable,
+    CanvasError,
+    InvalidPayload,
+    NativeCeleryWarning,
+    NodeLimitExceeded,
+)
 from ..models import TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
@@ -120,6 +127,7 @@ def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -
         logger.warning("Workflow %r: %s", name, warning)
         warnings.warn(f"Workflow {name!r}: {warning}", NativeCeleryWarning, stacklevel=4)
     now = timezone.now()
+    claim = uuid.uuid4()  # the roots' dispatch attempt
     try:
         with transaction.atomic():
             workflow = Workflow.objects.create(
@@ -138,6 +146,7 @@ def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -
                     # Roots are claimed by the launch itself: nobody else sees them yet.
                     status=T.PENDING if node.parents else T.QUEUED,
                     queued_at=None if node.parents else now,
+                    claim=None if node.parents else claim,
                 )
                 for node in graph.nodes
             ]
@@ -149,6 +158,11 @@ def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -
             )
             roots = [run for run in runs if not run.waiting]
             transaction.on_commit(lambda: _start(workflow, roots))
+    except DataError as exc:
+        raise CanvasError(
+            f"Workflow {name!r} could not be saved: the database refused its arguments "
+            f"({exc}). PostgreSQL cannot store a NUL character (\\u0000) in JSON."
+        ) from exc
     except IntegrityError:
         key = fields.get("idempotency_key")
         if key and (existing := _existing(name, key)):

@@ -206,6 +206,7 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
             revoked=False,
             marked_success=False,
             queued_at=None,
+            sent_at=None,
             started_at=None,
             finished_at=None,
         )

@@ -83,7 +83,9 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
                 value: Any = []
             else:
                 value = foreach.gather(run)
-            step = _record_success(str(run.pk), str(run.workflow_id), run.node, value)
+            step = _record_success(
+                str(run.pk), str(run.workflow_id), run.node, value, attempt=run.claim
+            )
             if step:
                 work.append(step)
     if broker_error is not None:
@@ -95,16 +97,25 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
 # -- outcomes reported by the worker ---------------------------------------------------
 
 
-def task_started(task_id: str, workflow_id: str, worker: str, retries: int = 0) -> bool:
-    """Record the start; ``False`` means the task must not run (canceled, done)."""
-    started = start(task_id, started_at=timezone.now(), worker=worker or "", retries=retries)
+def task_started(
+    task_id: str, workflow_id: str, worker: str, retries: int = 0, attempt: Any = None
+) -> bool:
+    """Record the start; ``False`` means the task must not run (canceled, done,
+    or ``attempt`` is a stale dispatch of it)."""
+    started = start(
+        task_id, started_at=timezone.now(), worker=worker or "", retries=retries, attempt=attempt
+    )
     if started:
         changed(workflow_id, [task_id], T.RUNNING)
     return started
 
 
 def task_retrying(
-    task_id: str, retries: int, exception: BaseException | None, traceback: str = ""
+    task_id: str,
+    retries: int,
+    exception: BaseException | None,
+    traceback: str = "",
+    attempt: Any = None,
 ) -> None:
     """Attempt ``retries + 1`` failed and is retried.
 
@@ -124,13 +135,19 @@ def task_retrying(
         started_at=run.started_at,
         **fields,
     )
-    if move_tasks(TaskRun.objects.filter(pk=task_id, retries=retries), T.RETRYING, **fields):
+    current = TaskRun.objects.filter(pk=task_id, retries=retries, **_of(attempt))
+    if move_tasks(current, T.RETRYING, **fields):
         changed(run.workflow_id, [task_id], T.RETRYING)
 
 
-def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> None:
-    """Store the result, then claim and send the children it made ready."""
-    step = _record_success(task_id, workflow_id, node, value)
+def task_succeeded(
+    task_id: str, workflow_id: str, node: int, value: Any, attempt: Any = None
+) -> None:
+    """Store the result, then claim and send the children it made ready.
+
+    A report of a stale ``attempt`` (an older dispatch) changes nothing.
+    """
+    step = _record_success(task_id, workflow_id, node, value, attempt)
     if step:
         try:
             dispatch(*step)
@@ -139,7 +156,9 @@ def task_succeeded(task_id: str, workflow_id: str, node: int, value: Any) -> Non
             logger.exception("Could not send the children of task run %s", task_id)
 
 
-def _record_success(task_id: str, workflow_id: str, node: int, value: Any) -> Step | None:
+def _record_success(
+    task_id: str, workflow_id: str, node: int, value: Any, attempt: Any = None
+) -> Step | None:
     """Store the result and count it; return the children it claimed, if any."""
     try:
         text = encode(value)
@@ -149,7 +168,7 @@ def _record_success(task_id: str, workflow_id: str, node: int, value: Any) -> St
             f"The task returned a value that the JSON serializer cannot carry "
             f"({type(value).__name__}): {reason}"
         )
-        task_failed(task_id, error)
+        task_failed(task_id, error, attempt=attempt)
         return None
     if has_nul(text) and connection.vendor == "postgresql":
         task_failed(
@@ -158,6 +177,7 @@ def _record_success(task_id: str, workflow_id: str, node: int, value: Any) -> St
                 "The task returned a value holding a NUL character (\\u0000), which "
                 "PostgreSQL's jsonb cannot store: remove it, or encode the data."
             ),
+            attempt=attempt,
         )
         return None
     limit = get_setting("MAX_RESULT_SIZE")
@@ -169,6 +189,7 @@ def _record_success(task_id: str, workflow_id: str, node: int, value: Any) -> St
                 "(DJANGO_WORKFLOWS['MAX_RESULT_SIZE']). Store large data elsewhere "
                 "(a file, a table) and return a reference to it."
             ),
+            attempt=attempt,
         )
         return None
     result = decode(text)
@@ -179,9 +200,10 @@ def _record_success(task_id: str, workflow_id: str, node: int, value: Any) -> St
         result_json=text,
         finished_at=timezone.now(),
         claim=uuid.uuid4(),
+        attempt=attempt,
     )
     if done is None:
-        return None  # already recorded (a message delivered twice), or canceled
+        return None  # already recorded (a message delivered twice), canceled, or stale
     changed(workflow_id, [task_id], T.SUCCESS)
     if done.claimed:
         changed(workflow_id, [r.pk for r in done.claimed], T.QUEUED)
@@ -206,11 +228,16 @@ def hook_succeeded(task_id: str, value: Any) -> None:
     )
 
 
-def task_failed(task_id: str, exception: BaseException | None, traceback: str = "") -> None:
-    """Record the failure; every descendant becomes upstream_failed at once."""
+def task_failed(
+    task_id: str, exception: BaseException | None, traceback: str = "", attempt: Any = None
+) -> None:
+    """Record the failure; every descendant becomes upstream_failed at once.
+
+    A report of a stale ``attempt`` (an older dispatch) changes nothing.
+    """
     now = timezone.now()
     failed = move_tasks(
-        TaskRun.objects.filter(pk=task_id),
+        TaskRun.objects.filter(pk=task_id, **_of(attempt)),
         T.FAILURE,
         finished_at=now,
         **exception_fields(exception, traceback),
@@ -232,6 +259,11 @@ def task_failed(task_id: str, exception: BaseException | None, traceback: str = 
         changed(run.workflow_id, doomed, T.UPSTREAM_FAILED)
     counters.count(run.workflow_id, finished=1 + skipped, failed=1)
     finish_if_done(run.workflow_id)
+
+
+def _of(attempt: Any) -> dict[str, Any]:
+    """The filter that keeps a report to its own dispatch attempt (none: any)."""
+    return {} if attempt is None else {"claim": attempt}
 
 
 def record_attempt(run: TaskRun, status: str) -> None:

@@ -1,20 +1,62 @@
-"""Recovery: task runs whose worker is gone, or that ran too long, fail visibly.
+"""Recovery: what a dead or failing process left, moved on.
 
-Run from beat (``django_workflows.reap``) or ``manage.py workflows reap``.
-A reaped task run fails like any other, so its run fails and can be resumed.
+- :func:`recover` sends what was claimed and never sent (the outbox: a
+  queued task run whose message never reached the broker, because the
+  process that claimed it died or failed between its commit and the send).
+- :func:`reap` fails task runs whose worker is gone, or that ran too long;
+  a reaped task run fails like any other, so its run can be resumed.
+
+Both run from beat (``django_workflows.reap``) or ``manage.py workflows reap``.
 """
 
 import logging
+import uuid
+from collections import defaultdict
 from datetime import timedelta
 
 from celery import current_app
 from django.utils import timezone
 
+from ..exceptions import BrokerUnavailable
 from ..models import TaskRun
 from ..models import TaskRunStatus as T
-from .progress import task_failed
+from .progress import dispatch, task_failed
 
 logger = logging.getLogger(__name__)
+
+
+def recover(grace: float = 60.0) -> list[str]:
+    """Send the task runs claimed at least ``grace`` seconds ago and never sent.
+
+    Each is claimed again with a new dispatch attempt in one conditional
+    UPDATE (two passes at once cannot both take a row), so should the first
+    sender's message turn up after all, it is stale and skipped: the task
+    runs once. A task run whose message was sent and waits in a long queue
+    is marked sent and never sent again. Returns the ids sent.
+    """
+    now = timezone.now()
+    claim = uuid.uuid4()
+    if not TaskRun.objects.filter(
+        status=T.QUEUED, sent_at=None, queued_at__lte=now - timedelta(seconds=grace)
+    ).update(claim=claim, queued_at=now):
+        return []
+    by_run = defaultdict(list)
+    for run in TaskRun.objects.filter(claim=claim, status=T.QUEUED):
+        by_run[run.workflow_id].append(run)
+    sent = []
+    for workflow_id, runs in by_run.items():
+        logger.warning(
+            "Recovering %d task run(s) of workflow %s claimed and never sent: %s",
+            len(runs),
+            workflow_id,
+            ", ".join(str(run.pk) for run in runs),
+        )
+        try:
+            dispatch(runs, {})
+        except BrokerUnavailable:
+            logger.exception("Could not send the recovered task runs of workflow %s", workflow_id)
+        sent.extend(str(run.pk) for run in runs)
+    return sent
 
 
 class WorkerLost(Exception):

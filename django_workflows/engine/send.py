@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import current_app
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from ..canvas import referenced, resolve
-from ..headers import NODE_HEADER, RUN_HEADER
+from ..headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 from ..models import TaskRun
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,11 @@ def with_inputs(runs: list[TaskRun], results: dict[int, Any]) -> dict[int, Any]:
 
 
 def send(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
-    """Send each run with its input resolved from ``results`` (node -> result)."""
+    """Send each run with its input resolved from ``results`` (node -> result),
+    then mark what reached the broker as sent (one UPDATE): what stays
+    unmarked is the recovery pass's to send."""
     sent = Sent()
+    delivered = []
     app = current_app
     with app.producer_or_acquire() as producer:
         for position, run in enumerate(runs):
@@ -59,9 +63,12 @@ def send(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
             headers = {**options.pop("headers", {}), RUN_HEADER: str(run.workflow_id)}
             if not run.is_hook:
                 headers[NODE_HEADER] = run.node
+            if run.claim is not None:
+                headers[ATTEMPT_HEADER] = str(run.claim)
             signature = app.signature(run.task, args=args, kwargs=run.kwargs, options=options)
             try:
                 signature.apply_async(task_id=str(run.pk), headers=headers, producer=producer)
+                delivered.append(run.pk)
             except OperationalError as exc:
                 # Nothing more can be sent: the rest is unsent too.
                 sent.broker_error = exc
@@ -70,4 +77,6 @@ def send(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
             except Exception as exc:  # e.g. TypeError: the arguments do not fit the task
                 logger.warning("Could not send task run %s (%s): %r", run.pk, run.task, exc)
                 sent.unsent.append((run, exc))
+    if delivered:
+        TaskRun.objects.filter(pk__in=delivered).update(sent_at=timezone.now())
     return sent

@@ -7,11 +7,22 @@ from celery import chord, group
 from django.db import connection
 
 from django_workflows import engine, foreach, launch_canvas
-from django_workflows.models import TaskRun
+from django_workflows.exceptions import CanvasError
+from django_workflows.models import TaskRun, Workflow
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
 from tests.testapp.receivers import FLAG
-from tests.testapp.tasks import add, collect, const, deep, fail, store_fails, tsum
+from tests.testapp.tasks import (
+    add,
+    collect,
+    const,
+    deep,
+    fail,
+    fail_with_nul,
+    nul_result,
+    store_fails,
+    tsum,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,7 +53,7 @@ def test_raising_receivers_strand_no_run(worker, raising_receivers):
 
 @pytest.mark.worker
 def test_an_exception_message_with_a_nul_character_fails_the_task(worker):
-    wf = launch_canvas(add.s(1, 1) | fail.s(message="bad\x00byte")).wait()
+    wf = launch_canvas(add.s(1, 1) | fail_with_nul.s()).wait()
     assert wf.status == W.FAILURE
     failed = wf.task_runs.get(node=1)
     assert failed.status == T.FAILURE and failed.exception_type == "ValueError"
@@ -51,7 +62,7 @@ def test_an_exception_message_with_a_nul_character_fails_the_task(worker):
 
 @pytest.mark.worker
 def test_a_result_with_a_nul_character_ends_the_run(worker):
-    wf = launch_canvas(const.s("a\x00b") | collect.s()).wait()
+    wf = launch_canvas(nul_result.s() | collect.s()).wait()
     if connection.vendor == "postgresql":
         # jsonb has no NUL: the task fails and says so.
         assert wf.status == W.FAILURE
@@ -117,3 +128,13 @@ class broker_down_at_launch_lifted:  # noqa: N801
         from celery.canvas import Signature
 
         Signature.apply_async = self._saved
+
+
+def test_arguments_the_database_cannot_store_are_refused_at_launch(monkeypatch):
+    monkeypatch.setattr("celery.canvas.Signature.apply_async", lambda self, *a, **k: None)
+    if connection.vendor != "postgresql":
+        assert launch_canvas(const.s("a\x00b")).task_runs.get().args == ["a\x00b"]
+        return
+    with pytest.raises(CanvasError, match="NUL"):
+        launch_canvas(const.s("a\x00b"))
+    assert not Workflow.objects.exists()

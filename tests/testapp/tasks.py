@@ -261,3 +261,15 @@ def store_fails(self, value):
     """Its body succeeds; storing its result fails (a result backend that is down)."""
     _record(self, (value,), {})
     return value
+
+
+@shared_task(bind=True)
+def fail_with_nul(self, *args):
+    _record(self, args, {})
+    raise ValueError("bad\x00byte")
+
+
+@shared_task(bind=True)
+def nul_result(self, *args):
+    _record(self, args, {})
+    return "a\x00b"

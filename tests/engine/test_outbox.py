@@ -1,0 +1,107 @@
+"""Invariants 2 and 3: nothing claimed is lost, and a stale attempt never decides.
+
+A task run claimed for sending and never sent (its sender died or failed
+between the commit and the broker) is sent by the recovery pass; one whose
+message reached the broker is never sent again, however long it waits. Each
+dispatch carries an attempt, and a report of an older one changes nothing.
+"""
+
+import pytest
+
+from django_workflows import engine, launch_canvas
+from django_workflows.engine import recover
+from django_workflows.models import TaskRunStatus as T
+from django_workflows.models import WorkflowStatus as W
+from tests.helpers import node
+from tests.testapp.tasks import add, tsum
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sender_dies(monkeypatch):
+    """The process that claims task runs dies before it sends them."""
+    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
+    return monkeypatch.undo
+
+
+@pytest.mark.worker
+def test_roots_of_a_launch_that_died_before_sending_are_recovered(worker, sender_dies):
+    wf = launch_canvas(add.s(1, 1) | add.s(2))
+    sender_dies()  # the next process is alive
+    assert node(wf, 0).status == T.QUEUED and node(wf, 0).sent_at is None
+
+    assert recover(grace=0) == [str(node(wf, 0).pk)]
+
+    assert wf.wait().status == W.SUCCESS and wf.result == 4
+    assert recover(grace=0) == []
+
+
+@pytest.mark.worker
+def test_children_claimed_by_a_success_whose_worker_died_are_recovered(worker, sender_dies):
+    wf = launch_canvas(add.s(1, 1) | add.s(2) | add.s(3))
+    root = node(wf, 0)
+    # The root ran; its success was committed; the worker died before the send.
+    assert engine.task_started(str(root.pk), str(wf.pk), "w", attempt=root.claim)
+    engine.task_succeeded(str(root.pk), str(wf.pk), 0, 2, attempt=root.claim)
+    sender_dies()
+    assert node(wf, 1).status == T.QUEUED and node(wf, 1).sent_at is None
+
+    assert recover(grace=0) == [str(node(wf, 1).pk)]
+
+    assert wf.wait().status == W.SUCCESS and wf.result == 7
+
+
+def test_recovery_waits_for_its_grace(sender_dies):
+    wf = launch_canvas(add.s(1, 1))
+    assert recover(grace=60) == []
+    assert node(wf, 0).sent_at is None
+
+
+@pytest.mark.worker
+def test_a_task_waiting_in_a_long_queue_is_not_sent_again(worker):
+    wf = launch_canvas(add.s(1, 1).set(queue="nobody-listens") | add.s(2))
+    assert node(wf, 0).status == T.QUEUED and node(wf, 0).sent_at is not None
+
+    assert recover(grace=0) == []
+    wf.cancel()
+
+
+def test_a_stale_attempt_never_moves_a_newer_one(sender_dies):
+    wf = launch_canvas(add.s(1, 1) | add.s(2))
+    root = node(wf, 0)
+    old = root.claim
+    assert engine.task_started(str(root.pk), str(wf.pk), "w", attempt=old)
+    wf.cancel()  # without terminate: the old attempt goes on running
+    wf.resume()
+    new = node(wf, 0).claim
+    assert new != old and node(wf, 0).status == T.QUEUED
+
+    # The old attempt fails, or its message is delivered again: nothing moves.
+    engine.task_failed(str(root.pk), ValueError("late"), attempt=old)
+    assert not engine.task_started(str(root.pk), str(wf.pk), "w", attempt=old)
+    engine.task_succeeded(str(root.pk), str(wf.pk), 0, 99, attempt=old)
+    assert node(wf, 0).status == T.QUEUED
+    wf.refresh_from_db()
+    assert wf.status == W.RUNNING
+
+    # The resumed attempt decides.
+    assert engine.task_started(str(root.pk), str(wf.pk), "w", attempt=new)
+    engine.task_succeeded(str(root.pk), str(wf.pk), 0, 2, attempt=new)
+    assert node(wf, 0).status == T.SUCCESS and node(wf, 0).result == 2
+    assert node(wf, 1).status == T.QUEUED
+
+
+@pytest.mark.worker
+def test_a_join_claimed_and_left_unsent_is_recovered_with_every_result(worker, sender_dies):
+    from celery import chord
+
+    wf = launch_canvas(chord([add.s(1, 1), add.s(2, 2)], tsum.s()))
+    for index, value in ((0, 2), (1, 4)):
+        run = node(wf, index)
+        assert engine.task_started(str(run.pk), str(wf.pk), "w", attempt=run.claim)
+        engine.task_succeeded(str(run.pk), str(wf.pk), index, value, attempt=run.claim)
+    sender_dies()
+
+    assert recover(grace=0) == [str(node(wf, 2).pk)]
+    assert wf.wait().status == W.SUCCESS and wf.result == 6
