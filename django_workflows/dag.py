@@ -57,13 +57,8 @@ def dag_data(workflow: Workflow) -> dict[str, Any]:
             }
             for row in nodes
         ],
-        "edges": edges_of(workflow.pk),
+        "edges": node_edges(workflow.pk),
     }
-
-
-def edges_of(workflow_id: Any) -> list[dict[str, int]]:
-    """The run's edges as node indexes, parent (source) to child (target)."""
-    return node_edges(workflow_id)
 
 
 def _label(row: dict[str, Any]) -> str:

@@ -12,9 +12,9 @@ from rest_framework import serializers
 from rest_framework.utils.encoders import JSONEncoder
 
 from ..canvas import compile_canvas
-from ..dag import edges_of
 from ..definitions import Definition
 from ..details import task_details, task_result_ids
+from ..engine.graph import node_edges
 from ..models import TaskAttempt, TaskRun, TaskRunStatus, Workflow, WorkflowStatus
 from .permissions import add_workflow_perm, can_launch
 
@@ -232,7 +232,7 @@ class WorkflowDetailSerializer(WorkflowSerializer):
 
     @extend_schema_field(EdgeSerializer(many=True))
     def get_edges(self, workflow: Workflow) -> list[dict[str, int]]:
-        return edges_of(workflow.pk)
+        return node_edges(workflow.pk)
 
 
 class DagNodeSerializer(serializers.Serializer):
