@@ -26,7 +26,7 @@ def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs:
     if run and not engine.task_started(
         task_id, run, request.hostname, request.retries or 0, attempt
     ):
-        # Canceled, or already done (the same message delivered twice).
+        # Canceled, already done (the same message delivered twice), or a stale attempt.
         setattr(task.request, SKIP, True)
 
 
