@@ -63,6 +63,7 @@ def task_details(run: TaskRun, task_results: Mapping[str, Any] | None = None) ->
         "history": [
             {
                 "attempt": a.attempt,
+                "item": a.item,
                 "status": a.status,
                 "exception_type": a.exception_type,
                 "exception_message": a.exception_message,

@@ -260,6 +260,15 @@ class TaskAttempt(models.Model):
         TaskRun, verbose_name=_("task run"), on_delete=models.CASCADE, related_name="history"
     )
     attempt = models.PositiveIntegerField(_("attempt"))
+    item = models.PositiveIntegerField(
+        _("foreach item"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "On a foreach node: the item whose attempt this was, kept when the node "
+            "expanded again and its items were replaced."
+        ),
+    )
     status = models.CharField(_("status"), max_length=20, choices=TaskRunStatus)
     exception_type = models.CharField(_("exception type"), max_length=255, blank=True)
     exception_message = models.TextField(_("exception message"), blank=True)

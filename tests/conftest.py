@@ -45,6 +45,14 @@ def calls():
 
 
 @pytest.fixture
+def sender_dies(monkeypatch):
+    """The process that claims task runs dies before it sends them: call the
+    fixture's value to bring the next (living) process back."""
+    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
+    return monkeypatch.undo
+
+
+@pytest.fixture
 def broker_down(celery_app, monkeypatch):
     """Make the current Celery app one whose broker port is closed."""
     url = "amqp://guest:guest@127.0.0.1:1//"

@@ -18,3 +18,10 @@ def until(predicate, timeout=30.0, what="condition"):
 
 def node(wf: Workflow, index: int) -> TaskRun:
     return wf.task_runs.get(node=index)
+
+
+def worker_idle(app) -> bool:
+    """No task is running, reserved or scheduled on any worker."""
+    inspect = app.control.inspect(timeout=1.0)
+    active, reserved, scheduled = inspect.active(), inspect.reserved(), inspect.scheduled()
+    return all(replies and not any(replies.values()) for replies in (active, reserved, scheduled))

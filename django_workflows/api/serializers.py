@@ -77,6 +77,7 @@ class TaskAttemptSerializer(serializers.ModelSerializer):
         model = TaskAttempt
         fields = [
             "attempt",
+            "item",
             "status",
             "exception_type",
             "exception_message",

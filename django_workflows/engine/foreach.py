@@ -33,11 +33,13 @@ class Expansion:
     error: BaseException | None = None
 
 
-def expand(run: TaskRun, items: Any) -> Expansion:
+def expand(run: TaskRun, items: Any) -> Expansion | None:
     """Save a queued task run per item of ``items`` (the node's input).
 
     An empty list saves nothing (the node succeeds with ``[]``); anything
-    but a list, or more items than ``MAX_NODES`` allows, is an error.
+    but a list, or more items than ``MAX_NODES`` allows, is an error. None
+    means the node is no longer this sender's to expand (its run was
+    canceled since it was claimed): nothing is saved.
     """
     if not isinstance(items, list):
         return Expansion(
@@ -66,6 +68,17 @@ def expand(run: TaskRun, items: Any) -> Expansion:
                     "(DJANGO_WORKFLOWS['MAX_NODES'])."
                 )
             )
+        # The node goes back to pending to wait for its items, if it is still
+        # queued under the claim it was sent with; a cancel moved it otherwise.
+        if not move_tasks(
+            TaskRun.objects.filter(pk=run.pk, claim=run.claim),
+            T.PENDING,
+            from_={T.QUEUED},
+            waiting=len(items),
+            map_size=len(items),
+            claim=None,
+        ):
+            return None
         return Expansion(items=_add_items(run, items))
 
 
@@ -101,14 +114,6 @@ def _add_items(run: TaskRun, items: list) -> list[TaskRun]:
             *((child.pk, parent) for child in children for parent in parents),
             *((run.pk, child.pk) for child in children),
         ]
-    )
-    move_tasks(
-        TaskRun.objects.filter(pk=run.pk),
-        T.PENDING,
-        from_={T.QUEUED},
-        waiting=len(children),
-        map_size=len(children),
-        claim=None,
     )
     counters.count(run.workflow_id, total=len(children))
     return children

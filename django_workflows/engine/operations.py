@@ -15,13 +15,14 @@ from typing import Any
 
 from celery import current_app
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from ..canvas import Graph
 from ..codec import round_trip
 from ..definitions import registry
 from ..exceptions import InvalidState
-from ..models import TaskRun, Workflow
+from ..models import TaskAttempt, TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 from ..signals import workflow_finished, workflow_started
@@ -82,10 +83,17 @@ def rerun_from(workflow: Workflow, task_run: TaskRun | str, dry_run: bool = Fals
         raise InvalidState(f"Task run {start} is not a task of workflow {workflow.pk}.")
     return _reopen(
         workflow,
-        lambda rows: {start, *descendants(workflow.pk, [start])},
+        lambda rows: _downstream(workflow, start, rows),
         workflow_from=allowed,
         dry_run=dry_run,
     )
+
+
+def _downstream(workflow: Workflow, start: uuid.UUID, rows: dict) -> set:
+    """``start``, its items if it is a foreach node (they are its work), and
+    everything downstream of them."""
+    items = {pk for pk, row in rows.items() if row["mapped_from"] == start}
+    return {start, *items, *descendants(workflow.pk, [start, *items])}
 
 
 def mark_success(task_run: TaskRun, result: Any = None) -> TaskRun:
@@ -126,7 +134,13 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
     rows = {
         row["id"]: row
         for row in TaskRun.objects.filter(workflow=workflow, is_hook=False).values(
-            "id", "node", "task", "status", "revoked", "map_size", "mapped_from"
+            "id",
+            "node",
+            "task",
+            "status",
+            "revoked",
+            "map_size",
+            "mapped_from",
         )
     }
     parents = parents_by_child(workflow.pk)
@@ -140,10 +154,12 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
             if pk not in selected or pk in dropped:
                 continue
             states = [after.get(p, rows[p]["status"]) for p in parents[pk] if p not in dropped]
+            # Every selected node waits for its parents as they are now, even
+            # one left blocked: its parents that run again count down to it.
+            waiting[pk] = sum(state != T.SUCCESS for state in states)
             if any(state in FAILED_TASK for state in states):
                 continue  # still blocked by a failure outside the selection
             after[pk] = T.PENDING
-            waiting[pk] = sum(state != T.SUCCESS for state in states)
         return after, waiting
 
     after, waiting = reopen(dropped=set())
@@ -211,6 +227,7 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
             finished_at=None,
         )
         if dropped:
+            _keep_history(dropped)
             TaskRun.objects.filter(pk__in=dropped).delete()
             TaskRun.objects.filter(pk__in=collapsed).update(map_size=None)
         by_count = defaultdict(list)
@@ -224,6 +241,16 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
         transaction.on_commit(lambda: _restart(workflow, claim, revoked))
     workflow.refresh_from_db()
     return plan
+
+
+def _keep_history(items: set) -> None:
+    """Before a foreach node's items are replaced, hand their attempt history
+    to the node, each attempt marked with its item: nothing is erased."""
+    item_of = TaskRun.objects.filter(pk=OuterRef("task_run_id"))
+    TaskAttempt.objects.filter(task_run__in=items).update(
+        item=Subquery(item_of.values("map_index")),
+        task_run_id=Subquery(item_of.values("mapped_from_id")),
+    )
 
 
 def _restart(workflow: Workflow, claim: uuid.UUID, revoked: list[str]) -> None:

@@ -73,6 +73,8 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
         for run in (run for run in batch if run.is_map):
             if run.map_size is None:
                 expansion = foreach.expand(run, resolve(run.input, known))
+                if expansion is None:
+                    continue  # canceled since it was claimed: nothing to send
                 if expansion.error is not None:
                     task_failed(str(run.pk), expansion.error)
                     continue

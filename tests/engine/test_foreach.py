@@ -133,6 +133,67 @@ class TestOnAWorker:
         assert len(new_items) == 2 and not old_items & {item.pk for item in new_items}
         assert (wf.tasks_total, wf.tasks_finished, wf.tasks_succeeded) == (6, 6, 6)
 
+    def test_rerun_from_the_foreach_node_runs_each_item_again(self, worker, calls):
+        wf = launch_canvas(chain(const.s([1, 2, 3]), foreach(add.s(1)), tsum.s())).wait(timeout=30)
+        assert wf.result == 9
+        map_node = wf.task_runs.get(is_map=True)
+        items_before = [item.pk for item in items_of(wf)]
+
+        plan = wf.rerun_from(map_node)
+        assert {step["node"] for step in plan.rerun} == {
+            map_node.node,
+            2,
+            *(item.node for item in items_of(wf)),
+        }
+        wf.wait(timeout=30)
+
+        assert wf.status == W.SUCCESS and wf.result == 9
+        assert [task for task, _, _ in calls()].count("add") == 6
+        assert [item.pk for item in items_of(wf)] == items_before  # the same items, run again
+        assert all(item.attempts == 2 for item in items_of(wf))
+        assert (wf.tasks_total, wf.tasks_finished, wf.tasks_succeeded) == (6, 6, 6)
+
+    def test_expanding_again_keeps_the_old_items_history(self, worker):
+        canvas = chain(add.s(0, 1), const.si([1, 2]), foreach(gate_items.s(closed=[2])), tsum.s())
+        wf = launch_canvas(canvas).wait(timeout=30)
+        assert wf.status == W.FAILURE
+        failed = items_of(wf)[1]
+        assert failed.status == T.FAILURE
+
+        Switch.objects.create(key="item-2")
+        wf.rerun_from(wf.task_runs.get(node=1))  # the producer: the foreach expands again
+        wf.wait(timeout=30)
+
+        assert wf.status == W.SUCCESS and wf.result == 30
+        map_node = wf.task_runs.get(is_map=True)
+        history = list(
+            map_node.history.values_list("item", "status", "exception_message").order_by("id")
+        )
+        assert history == [(1, T.FAILURE, "item 2 is closed")]
+        assert (wf.tasks_total, wf.tasks_finished, wf.tasks_failed) == (6, 6, 0)
+
+    def test_a_cancel_before_the_expansion_expands_nothing(self, worker, calls, sender_dies):
+        from django_workflows import engine
+        from django_workflows.engine import progress
+
+        wf = launch_canvas(chain(const.s([1, 2, 3]), foreach(add.s(1)), tsum.s()))
+        producer = wf.task_runs.get(node=0)
+        assert engine.task_started(str(producer.pk), str(wf.pk), "w", attempt=producer.claim)
+        engine.task_succeeded(str(producer.pk), str(wf.pk), 0, [1, 2, 3], attempt=producer.claim)
+        map_node = wf.task_runs.get(is_map=True)
+        assert map_node.status == T.QUEUED  # claimed; its sender is about to expand it
+
+        wf.cancel()
+        sender_dies()
+        progress.dispatch([map_node], {0: [1, 2, 3]})  # the sender goes on after the cancel
+
+        launch_canvas(add.s(0, 0)).wait(timeout=30)  # the worker has moved on
+        assert items_of(wf) == []
+        assert [args for task, args, _ in calls() if task == "add"] == [[0, 0]]
+        wf.refresh_from_db()
+        assert wf.status == W.CANCELED
+        assert (wf.tasks_total, wf.tasks_finished) == (3, 3)
+
     def test_a_result_that_is_not_a_list_fails_the_foreach_node(self, worker):
         wf = launch_canvas(chain(const.s({"a": 1}), foreach(add.s(1)), tsum.s())).wait(timeout=30)
 

@@ -14,7 +14,7 @@ from django_workflows.exceptions import InvalidState
 from django_workflows.models import TaskAttempt, TaskRun, Workflow
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
-from tests.helpers import node, until
+from tests.helpers import node, until, worker_idle
 from tests.testapp.models import Call, Switch
 from tests.testapp.tasks import (
     add,
@@ -32,12 +32,6 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 def ran(task: str) -> int:
     return Call.objects.filter(task=task).count()
-
-
-def worker_idle(app) -> bool:
-    inspect = app.control.inspect(timeout=1.0)
-    active, reserved, scheduled = inspect.active(), inspect.reserved(), inspect.scheduled()
-    return all(replies and not any(replies.values()) for replies in (active, reserved, scheduled))
 
 
 # -- resume ----------------------------------------------------------------------------
@@ -97,6 +91,23 @@ def test_rerun_from_a_middle_node_runs_it_and_its_descendants_again(worker):
     assert ran("add") == 5
     assert Call.objects.filter(task_id=first.pk).count() == 1
     assert node(wf, 1).attempts == 2 and node(wf, 0).attempts == 1
+
+
+def test_rerun_from_a_join_parent_twice_while_another_parent_failed(worker):
+    wf = launch_canvas(chord([add.s(1, 1), gate.s(3)], collect.s())).wait()
+    assert wf.status == W.FAILURE
+
+    for _ in range(2):
+        wf.rerun_from(node(wf, 0))
+        assert wf.wait().status == W.FAILURE  # still blocked by the failed gate
+        assert node(wf, 2).status == T.UPSTREAM_FAILED
+        assert (wf.tasks_total, wf.tasks_finished, wf.tasks_failed) == (3, 3, 1)
+
+    Switch.objects.create(key="gate")
+    wf.resume()
+    assert wf.wait().status == W.SUCCESS
+    assert wf.result == {"args": [[2, 3]], "kwargs": {}}
+    assert ran("add") == 3
 
 
 def test_mark_success_continues_downstream_with_the_given_result(worker):

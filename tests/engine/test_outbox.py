@@ -12,17 +12,10 @@ from django_workflows import engine, launch_canvas
 from django_workflows.engine import recover
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
-from tests.helpers import node
+from tests.helpers import node, until, worker_idle
 from tests.testapp.tasks import add, tsum
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def sender_dies(monkeypatch):
-    """The process that claims task runs dies before it sends them."""
-    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
-    return monkeypatch.undo
 
 
 @pytest.mark.worker
@@ -105,3 +98,43 @@ def test_a_join_claimed_and_left_unsent_is_recovered_with_every_result(worker, s
 
     assert recover(grace=0) == [str(node(wf, 2).pk)]
     assert wf.wait().status == W.SUCCESS and wf.result == 6
+
+
+@pytest.mark.worker
+def test_a_resume_whose_sender_died_is_recovered(worker, sender_dies):
+    from tests.testapp.models import Switch
+    from tests.testapp.tasks import gate
+
+    sender_dies()
+    wf = launch_canvas(add.s(1, 1) | gate.s() | add.s(3)).wait()
+    assert wf.status == W.FAILURE
+    Switch.objects.create(key="gate")
+
+    with pytest.MonkeyPatch.context() as dying:
+        dying.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
+        wf.resume()
+    assert node(wf, 1).status == T.QUEUED and node(wf, 1).sent_at is None
+
+    assert recover(grace=0) == [str(node(wf, 1).pk)]
+    assert wf.wait().status == W.SUCCESS and wf.result == 5
+
+
+@pytest.mark.worker
+def test_an_old_attempt_failing_on_a_worker_after_resume_changes_nothing(worker, celery_app):
+    from tests.testapp.models import Call
+    from tests.testapp.tasks import slow_first_attempt
+
+    wf = launch_canvas(slow_first_attempt.s(1.5, value=1) | add.s(1))
+    until(lambda: node(wf, 0).status == T.RUNNING, what="the first attempt to start")
+    wf.cancel()  # without terminate: the first attempt goes on
+    wf.resume()  # the new attempt runs beside it, on another worker process;
+    # the first fails while the new one runs: the new one decides.
+
+    assert wf.wait().status == W.SUCCESS and wf.result == 2
+    root = node(wf, 0)
+    assert Call.objects.filter(task_id=root.pk).count() == 2
+    until(lambda: worker_idle(celery_app), what="both attempts to end")
+    wf.refresh_from_db()
+    assert wf.status == W.SUCCESS and wf.result == 2
+    assert (node(wf, 0).status, node(wf, 0).result) == (T.SUCCESS, 1)
+    assert (wf.tasks_finished, wf.tasks_succeeded, wf.tasks_failed) == (2, 2, 0)

@@ -273,3 +273,21 @@ def fail_with_nul(self, *args):
 def nul_result(self, *args):
     _record(self, args, {})
     return "a\x00b"
+
+
+@shared_task(bind=True)
+def slow_first_attempt(self, seconds, value=None):
+    """The first run of a task id naps ``seconds`` then fails; a later one
+    waits until the first has failed, then returns ``value``."""
+    key = f"first-failed-{self.request.id}"
+    first = not Call.objects.filter(task_id=self.request.id or "").exists()
+    _record(self, (seconds,), {})
+    if first:
+        time.sleep(seconds)
+        Switch.objects.create(key=key)
+        raise RuntimeError("the first attempt failed late")
+    deadline = time.monotonic() + 30
+    while not Switch.objects.filter(key=key).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # the first attempt's failure is being reported
+    return value
