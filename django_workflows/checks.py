@@ -48,3 +48,27 @@ def _unknown_tasks(workflows: list[yaml_files.YamlWorkflow]) -> list[checks.Chec
         for workflow in workflows
         for task in sorted(workflow.task_names() - known)
     ]
+
+
+#: The broker is this process's memory: no worker elsewhere will see a run.
+W_MEMORY_BROKER = "django_workflows.W002"
+
+
+@checks.register("django_workflows")
+def check_broker(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A ``memory://`` broker outside eager mode: runs would wait for ever
+    unless a worker runs in this very process."""
+    conf = current_app.conf
+    if conf.task_always_eager or not str(conf.broker_url or "").startswith("memory://"):
+        return []
+    return [
+        checks.Warning(
+            "Celery's broker is memory://: only a worker inside this process can "
+            "see the workflows it launches; any other worker never will, and the "
+            "runs stay queued.",
+            hint="In tests, set CELERY_TASK_ALWAYS_EAGER = True (runs go inline) or "
+            "use django_workflows.testing.worker(); otherwise set CELERY_BROKER_URL "
+            "to a real broker (redis://, amqp://).",
+            id=W_MEMORY_BROKER,
+        )
+    ]

@@ -21,6 +21,12 @@ SKIP = "django_workflows_skip"
 
 def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs: Any) -> None:
     request = task.request
+    if request.is_eager and request.headers:
+        # A task applied inline keeps its headers in a dict, where a worker
+        # makes them attributes of the request: make them so here too.
+        for name in (RUN_HEADER, NODE_HEADER, ATTEMPT_HEADER):
+            if name in request.headers:
+                setattr(request, name, request.headers[name])
     run = getattr(request, RUN_HEADER, None)
     attempt = getattr(request, ATTEMPT_HEADER, None)
     if run and not engine.task_started(

@@ -10,6 +10,9 @@ from celery import Celery
 
 from tests.worker import start_worker, stop_worker
 
+#: A user's project with its own settings: tests/test_testing.py runs it in its own process.
+collect_ignore = ["user_project"]
+
 
 @pytest.fixture(scope="session")
 def celery_app():

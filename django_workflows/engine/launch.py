@@ -28,7 +28,7 @@ from ..models import TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 from ..signals import workflow_started
-from . import progress
+from . import eager, progress
 from .graph import save_edges, task_run
 from .transitions import move_workflow
 
@@ -157,7 +157,6 @@ def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -
                 for parent in node.parents
             )
             roots = [run for run in runs if not run.waiting]
-            transaction.on_commit(lambda: _start(workflow, roots))
     except DataError as exc:
         raise CanvasError(
             f"Workflow {name!r} could not be saved: the database refused its arguments "
@@ -168,6 +167,9 @@ def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -
         if key and (existing := _existing(name, key)):
             return existing  # a concurrent launch with the same key won
         raise
+    eager.after_commit(lambda: _start(workflow, roots))
+    if eager.enabled():
+        workflow.refresh_from_db()  # it ran inline: show how it ended
     workflow.launched_now = True
     return workflow
 

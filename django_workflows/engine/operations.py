@@ -26,7 +26,7 @@ from ..models import TaskAttempt, TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 from ..signals import workflow_finished, workflow_started
-from . import counters, progress
+from . import counters, eager, progress
 from .graph import descendants, edges, node_of, parents_by_child
 from .launch import create, launch
 from .transitions import FAILED_TASK, FINISHED_TASK, move_tasks, move_workflow
@@ -238,7 +238,7 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
         claim = uuid.uuid4()
         move_tasks(TaskRun.objects.filter(pk__in=by_count[0]), T.QUEUED, queued_at=now, claim=claim)
         revoked = [str(pk) for pk in after if rows[pk]["revoked"]]
-        transaction.on_commit(lambda: _restart(workflow, claim, revoked))
+    eager.after_commit(lambda: _restart(workflow, claim, revoked))
     workflow.refresh_from_db()
     return plan
 
@@ -254,7 +254,7 @@ def _keep_history(items: set) -> None:
 
 
 def _restart(workflow: Workflow, claim: uuid.UUID, revoked: list[str]) -> None:
-    if revoked:
+    if revoked and not eager.enabled():
         # Workers remember revoked ids for hours: lift ours before sending them again.
         current_app.control.broadcast(
             "django_workflows_unrevoke", arguments={"task_ids": revoked}, reply=True, timeout=1
