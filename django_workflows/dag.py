@@ -60,11 +60,20 @@ def dag_data(workflow: Workflow, fold: int | None = None) -> dict[str, Any]:
     ``fold`` siblings come as one node with a ``group`` (size, counts by status), and
     the edges join it once.
     """
-    rows = _rows(workflow)
     edges = node_edges(workflow.pk)
-    nodes = [_node(row) for row in rows]
-    if fold is not None:
+    if fold is None:
+        nodes = [_node(row) for row in _rows(workflow)]
+    else:
+        # Ids (UUIDs, slow to read by the thousand) only of the nodes drawn one by one.
+        rows = _rows(workflow, ids=False)
         folds = _folds(rows, edges, fold)
+        folded = {node for members in folds.values() for node in members}
+        runs = TaskRun.objects.filter(workflow=workflow)
+        kept = [row["node"] for row in rows if row["node"] not in folded]
+        if len(kept) <= 500:  # else reading them all costs no more than listing them
+            runs = runs.filter(node__in=kept)
+        ids = dict(runs.values_list("node", "id"))
+        nodes = [_node({**row, "id": ids.get(row["node"], "")}) for row in rows]
         nodes, edges = _folded(nodes, edges, folds)
     return {
         "id": str(workflow.pk),
@@ -89,7 +98,7 @@ def group_members(
 
     None when no fold starts at that node (the DAG changed, or never had one).
     """
-    rows = _rows(workflow)
+    rows = _rows(workflow, ids=False)
     members = _folds(rows, node_edges(workflow.pk), fold).get(first)
     if members is None:
         return None
@@ -133,7 +142,7 @@ def find(workflow: Workflow, query: str, limit: int = 20, fold: int = FOLD_OVER)
     matches = [_node(row) for row in runs.order_by("node").values(*_COLUMNS)[:limit]]
     groups = []
     if matches:
-        rows = _rows(workflow)
+        rows = _rows(workflow, ids=False)
         folds = _folds(rows, node_edges(workflow.pk), fold)
         groups = sorted(first for first, members in folds.items() if every.intersection(members))
         fold_of = {node: first for first, members in folds.items() for node in members}
@@ -147,8 +156,9 @@ def find(workflow: Workflow, query: str, limit: int = 20, fold: int = FOLD_OVER)
     return {"query": query, "total": len(every), "matches": matches, "groups": groups}
 
 
-def _rows(workflow: Workflow) -> list[dict[str, Any]]:
-    return list(TaskRun.objects.filter(workflow=workflow).order_by("node").values(*_COLUMNS))
+def _rows(workflow: Workflow, ids: bool = True) -> list[dict[str, Any]]:
+    columns = _COLUMNS if ids else _COLUMNS[1:]
+    return list(TaskRun.objects.filter(workflow=workflow).order_by("node").values(*columns))
 
 
 def _node(row: dict[str, Any]) -> dict[str, Any]:
