@@ -10,9 +10,11 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, re_path, reverse
 from django.utils.html import format_html, format_html_join
@@ -20,7 +22,8 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _t
 from django.utils.translation import gettext_lazy as _
 
-from .dag import dag_data
+from . import summary
+from .dag import FOLD_OVER, dag_data, find, group_members
 from .definitions import registry
 from .details import task_details
 from .exceptions import WorkflowError
@@ -40,6 +43,10 @@ class DisplayJSONEncoder(DjangoJSONEncoder):
 
 def _json(value: Any) -> str:
     return json.dumps(value, cls=DisplayJSONEncoder, indent=2, sort_keys=True)
+
+
+#: Rows per page of the run page's task table.
+TASK_TABLE_PAGE = 25
 
 
 @admin.register(Workflow)
@@ -66,7 +73,18 @@ class WorkflowAdmin(admin.ModelAdmin):
         "relaunched_from",
         "idempotency_key",
     ]
-    fields = readonly_fields
+    # What does not change; status, progress, times, result and error are the page's
+    # live header (run_header.html), refreshed with the DAG.
+    fields = [
+        "id",
+        "name",
+        "payload_json",
+        "created",
+        "launched_by",
+        "schedule",
+        "relaunched_from",
+        "idempotency_key",
+    ]
     actions = ["resume_runs", "relaunch_runs", "cancel_runs"]
     change_form_template = "admin/django_workflows/workflow/change_form.html"
 
@@ -111,11 +129,9 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("duration"))
     def duration(self, obj: Workflow) -> str:
-        if not obj.started:
+        seconds = summary.duration(obj)
+        if seconds is None:
             return "-"
-        from django.utils import timezone
-
-        seconds = ((obj.finished or timezone.now()) - obj.started).total_seconds()
         return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
     @admin.display(description=_("launched by"))
@@ -190,6 +206,19 @@ class WorkflowAdmin(admin.ModelAdmin):
             path("launch/", view(self.launch_view), name="django_workflows_workflow_launch"),
             path("<uuid:pk>/dag.json", view(self.dag_view), name="django_workflows_workflow_dag"),
             path(
+                "<uuid:pk>/groups/<int:first>.json",
+                view(self.group_view),
+                name="django_workflows_workflow_group",
+            ),
+            path(
+                "<uuid:pk>/find.json", view(self.find_view), name="django_workflows_workflow_find"
+            ),
+            path(
+                "<uuid:pk>/task-table/",
+                view(self.task_table_view),
+                name="django_workflows_workflow_task_table",
+            ),
+            path(
                 "<uuid:pk>/tasks/<uuid:task_pk>.json",
                 view(self.task_view),
                 name="django_workflows_workflow_task",
@@ -213,7 +242,16 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self._run(request, object_id)
+        urls = {
+            name: reverse(f"admin:django_workflows_workflow_{name}", args=[run.pk])
+            for name in ("find", "task_table")
+        }
         extra = {
+            "title": _t("Run of workflow “%(name)s”") % {"name": run.name},
+            "panels": self._panels(request, run),
+            "find_url": urls["find"],
+            "task_table_url": urls["task_table"],
+            "group_url": reverse("admin:django_workflows_workflow_group", args=[run.pk, 0]),
             "show_save": False,
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
@@ -233,8 +271,77 @@ class WorkflowAdmin(admin.ModelAdmin):
         }
         return super().change_view(request, object_id, form_url, extra)
 
+    def _panels(self, request: HttpRequest, run: Workflow) -> dict[str, str]:
+        """The live header and failure summary, as HTML: drawn by the page, then by each poll."""
+        can_operate = self.has_change_permission(request, run)
+        failures = summary.failure_summary(run, plan=can_operate)
+        context = {
+            "run": run,
+            "status_badge": self.status_badge(run),
+            "progress": self.progress(run),
+            "duration": self.duration(run),
+            "result": _json(run.result) if run.status == "success" else None,
+            "summary": failures,
+            "first_failure": failures["failed"][0] if failures and failures["failed"] else None,
+            "can_operate": can_operate,
+            "operations": summary.operations(run) if can_operate else [],
+        }
+        return {
+            name: render_to_string(f"django_workflows/admin/run_{name}.html", context, request)
+            for name in ("header", "failures")
+        }
+
     def dag_view(self, request: HttpRequest, pk: Any) -> JsonResponse:
-        return JsonResponse(dag_data(self._run(request, pk)))
+        """The page's one poll: the folded DAG and the live header and failure summary.
+
+        The panels come with ``?panels=1``: not in the page's first poll of a run that
+        had finished when the page was drawn (they cannot have changed, and a failed
+        run's resume plan reads every row again). Without them and folds (a DAG of at
+        most ``FOLD_OVER`` siblings) it is the API's DAG, to the byte.
+        """
+        run = self._run(request, pk)
+        data = dag_data(run, fold=FOLD_OVER)
+        if request.GET.get("panels") == "1":
+            data["panels"] = self._panels(request, run)
+        return JsonResponse(data)
+
+    def group_view(self, request: HttpRequest, pk: Any, first: int) -> JsonResponse:
+        members = group_members(self._run(request, pk), first, request.GET.get("page", 1))
+        if members is None:
+            return JsonResponse({"error": _t("No such group of tasks.")}, status=404)
+        return JsonResponse(members)
+
+    def find_view(self, request: HttpRequest, pk: Any) -> JsonResponse:
+        return JsonResponse(find(self._run(request, pk), request.GET.get("q", "")))
+
+    def task_table_view(self, request: HttpRequest, pk: Any) -> TemplateResponse:
+        """The run's task runs as a table (a fragment the page pages and filters in place)."""
+        run = self._run(request, pk)
+        status = request.GET.get("status", "")
+        runs = run.task_runs.order_by("node").only(
+            "id",
+            "node",
+            "task",
+            "status",
+            "attempts",
+            "started_at",
+            "finished_at",
+            "exception_type",
+            "map_index",
+            "is_hook",
+        )
+        if status:
+            runs = runs.filter(status=status)
+        return TemplateResponse(
+            request,
+            "django_workflows/admin/run_task_table.html",
+            {
+                "run": run,
+                "page": Paginator(runs, TASK_TABLE_PAGE).get_page(request.GET.get("page")),
+                "status": status,
+                "statuses": TaskRun._meta.get_field("status").choices,
+            },
+        )
 
     def task_view(self, request: HttpRequest, pk: Any, task_pk: Any) -> JsonResponse:
         run = get_object_or_404(TaskRun, workflow=self._run(request, pk), pk=task_pk)

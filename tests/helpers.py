@@ -25,3 +25,47 @@ def worker_idle(app) -> bool:
     inspect = app.control.inspect(timeout=1.0)
     active, reserved, scheduled = inspect.active(), inspect.reserved(), inspect.scheduled()
     return all(replies and not any(replies.values()) for replies in (active, reserved, scheduled))
+
+
+def chord_run(size: int, failed: int = 0) -> Workflow:
+    """A finished chord of ``size`` task runs (add, a group of ``size - 2``, a body), as rows.
+
+    Nothing runs: the roots' send is skipped and the statuses are written as a run
+    would leave them, ``failed`` members (spread through the group) failing with
+    their exception and the body upstream_failed. For pages about big runs.
+    """
+    from unittest import mock
+
+    from celery import group
+    from django.utils import timezone
+
+    from django_workflows import launch_canvas
+    from django_workflows.models import TaskRunStatus as T
+    from tests.testapp.tasks import add
+
+    with mock.patch("django_workflows.engine.progress.dispatch"):
+        wf = launch_canvas(add.s(1, 1) | group(add.s(i) for i in range(size - 2)) | add.s(0))
+    now = timezone.now()
+    runs = wf.task_runs.all()
+    runs.update(status=T.SUCCESS, attempts=1, started_at=now, finished_at=now, result=2)
+    step = max(1, (size - 2) // max(failed, 1))
+    bad = [1 + i * step for i in range(failed)]
+    runs.filter(node__in=bad).update(
+        status=T.FAILURE,
+        result=None,
+        exception_type="ValueError",
+        exception_message="bad input",
+        traceback="Traceback (most recent call last):\nValueError: bad input",
+    )
+    if failed:
+        runs.filter(node=size - 1).update(status=T.UPSTREAM_FAILED, started_at=None, attempts=0)
+    Workflow.objects.filter(pk=wf.pk).update(
+        status="failure" if failed else "success",
+        started=now,
+        finished=now,
+        tasks_finished=size,
+        tasks_succeeded=size - failed - (1 if failed else 0),
+        tasks_failed=failed,
+    )
+    wf.refresh_from_db()
+    return wf
