@@ -51,7 +51,7 @@ def _unknown_tasks(workflows: list[yaml_files.YamlWorkflow]) -> list[checks.Chec
 
 
 #: The broker is this process's memory: no worker elsewhere will see a run.
-W_MEMORY_BROKER = "django_workflows.W002"
+W_MEMORY_BROKER = "django_workflows.W003"
 
 
 @checks.register("django_workflows")
