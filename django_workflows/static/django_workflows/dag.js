@@ -10,6 +10,7 @@
   var svg = document.getElementById("dw-dag-svg");
   var summary = document.getElementById("dw-dag-summary");
   var canOperate = root.dataset.canOperate === "1";
+  var canMarkSuccess = root.dataset.canMarkSuccess === "1";
   var shapeKey = null, groups = {}, box = null, view = null, selected = null, first = null;
 
   function el(name, attrs, parent) {
@@ -154,7 +155,7 @@
         if (canOperate && root.dataset.status !== "running" && root.dataset.status !== "pending") {
           action("rerun", "Rerun from this task");
         }
-        if (canOperate && t.status === "failure") { action("mark-success", "Mark as succeeded"); }
+        if (canMarkSuccess && t.status === "failure") { action("mark-success", "Mark as succeeded"); }
         Object.keys(t.links).forEach(function (k) {
           var a = document.createElement("a"); a.href = t.links[k];
           a.textContent = k === "flower" ? "Flower" : "Task result"; actions.appendChild(a);
@@ -162,6 +163,9 @@
         var list = document.getElementById("dw-details-fields");
         list.textContent = "";
         field(list, "Task id", t.id);
+        if (!("args" in t)) {  // task data needs the "view task run" permission
+          field(list, "Arguments, result, errors", "not shown: you may not view task runs");
+        }
         field(list, "Args", t.args, true);
         field(list, "Kwargs", t.kwargs, true);
         field(list, "Options", Object.keys(t.options).length ? t.options : null, true);
@@ -171,7 +175,7 @@
               t.exception_message : null);
         field(list, "Traceback", t.traceback, true);
         field(list, "Attempts", String(t.attempts));
-        t.history.forEach(function (a) {
+        (t.history || []).forEach(function (a) {
           field(list, "Attempt " + a.attempt + " (" + a.status + ")",
                 a.exception_type + ": " + a.exception_message + "\n" + a.traceback, true);
         });
