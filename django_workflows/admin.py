@@ -432,13 +432,26 @@ class WorkflowScheduleAdmin(admin.ModelAdmin):
     """Whole-workflow schedules, kept as django-celery-beat periodic tasks."""
 
     form = WorkflowScheduleForm
-    list_display = ("name", "definition", "when", "overlap", "enabled", "last_run")
+    list_display = ("name", "definition", "when", "overlap", "enabled", "owner", "last_run")
     list_filter = ("definition", "overlap", "periodic_task__enabled")
     search_fields = ("periodic_task__name", "definition")
-    list_select_related = ("periodic_task",)
-    readonly_fields = ("recent_runs", "recent_fires")
+    list_select_related = ("periodic_task", "owner")
+    readonly_fields = ("owner", "recent_runs", "recent_fires")
     fieldsets = [
-        (None, {"fields": ["name", "definition", "payload", "overlap", "enabled", "description"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "definition",
+                    "payload",
+                    "overlap",
+                    "enabled",
+                    "description",
+                    "owner",
+                ]
+            },
+        ),
         (
             _("When"),
             {
