@@ -2,17 +2,19 @@
 task runs, workflow schedules and their fires.
 
 The engine owns every row: nothing here edits a run's fields directly; the
-buttons and actions call the same operations as the Python API.
+buttons and actions call the same operations as the Python API. Who may do
+what is the API's rule too (``policy``; README, "Permissions").
 """
 
 import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -27,8 +29,9 @@ from .dag import FOLD_OVER, dag_data, find, group_members
 from .definitions import registry
 from .details import task_details
 from .exceptions import WorkflowError
-from .forms import LaunchForm, WorkflowScheduleForm
+from .forms import LaunchForm, MarkSuccessForm, WorkflowScheduleForm
 from .models import ScheduleFire, TaskRun, Workflow, WorkflowSchedule
+from .policy import check_launch, may_launch
 
 
 class DisplayJSONEncoder(DjangoJSONEncoder):
@@ -47,6 +50,14 @@ def _json(value: Any) -> str:
 
 #: Rows per page of the run page's task table.
 TASK_TABLE_PAGE = 25
+
+
+def _get_or_404(queryset: type[Model] | QuerySet, **lookup: Any) -> Any:
+    """The row, or a 404 for an unknown id and for one that is not an id at all."""
+    try:
+        return get_object_or_404(queryset, **lookup)
+    except (ValidationError, ValueError):
+        raise Http404 from None
 
 
 @admin.register(Workflow)
@@ -150,8 +161,13 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     # -- bulk actions, each with a confirmation page -------------------------------------
 
-    def _bulk(self, request, queryset, verb: str, operate) -> HttpResponse | None:
-        if not self.has_change_permission(request):
+    def has_launch_permission(self, request: HttpRequest) -> bool:
+        """Starting runs (the launch page, relaunches): ``add_workflow``; a relaunch also
+        needs to see the run. ``CAN_LAUNCH`` is asked per definition (``policy``)."""
+        return request.user.has_perm("django_workflows.add_workflow")
+
+    def _bulk(self, request, queryset, verb: str, operate, allowed: bool) -> HttpResponse | None:
+        if not allowed:
             raise PermissionDenied
         if request.POST.get("confirm") != "yes":
             return TemplateResponse(
@@ -186,17 +202,22 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Resume selected runs"), permissions=["change"])
     def resume_runs(self, request, queryset):
-        return self._bulk(request, queryset, _t("Resume"), lambda run: run.resume())
+        allowed = self.has_change_permission(request)
+        return self._bulk(request, queryset, _t("Resume"), lambda run: run.resume(), allowed)
 
-    @admin.action(description=_("Relaunch selected runs"), permissions=["change"])
+    @admin.action(description=_("Relaunch selected runs"), permissions=["launch"])
     def relaunch_runs(self, request, queryset):
-        return self._bulk(
-            request, queryset, _t("Relaunch"), lambda run: run.relaunch(user=request.user)
-        )
+        def relaunch(run: Workflow) -> Workflow:
+            check_launch(request.user, run.name)
+            return run.relaunch(user=request.user)
+
+        allowed = self.has_launch_permission(request)
+        return self._bulk(request, queryset, _t("Relaunch"), relaunch, allowed)
 
     @admin.action(description=_("Cancel selected runs"), permissions=["change"])
     def cancel_runs(self, request, queryset):
-        return self._bulk(request, queryset, _t("Cancel"), lambda run: run.cancel())
+        allowed = self.has_change_permission(request)
+        return self._bulk(request, queryset, _t("Cancel"), lambda run: run.cancel(), allowed)
 
     # -- the run page: DAG, details, operations ------------------------------------------
 
@@ -238,7 +259,15 @@ class WorkflowAdmin(admin.ModelAdmin):
     def _run(self, request: HttpRequest, pk: Any) -> Workflow:
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        return get_object_or_404(Workflow, pk=pk)
+        return _get_or_404(Workflow, pk=pk)
+
+    def _may(self, request: HttpRequest, operation: str, run: Workflow) -> bool:
+        """The API's rule: a relaunch is a launch, mark-success changes a task run."""
+        if operation == "relaunch":
+            return self.has_launch_permission(request) and may_launch(request.user, run.name)
+        if operation == "mark-success":
+            return request.user.has_perm("django_workflows.change_taskrun")
+        return self.has_change_permission(request, run)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self._run(request, object_id)
@@ -257,6 +286,8 @@ class WorkflowAdmin(admin.ModelAdmin):
             "show_save_and_add_another": False,
             "show_delete": False,
             "can_operate": self.has_change_permission(request, run),
+            "can_relaunch": self._may(request, "relaunch", run),
+            "can_mark_success": self._may(request, "mark-success", run),
             "dag_url": reverse("admin:django_workflows_workflow_dag", args=[run.pk]),
             "task_url": reverse(
                 "admin:django_workflows_workflow_task",
@@ -284,7 +315,7 @@ class WorkflowAdmin(admin.ModelAdmin):
             "summary": failures,
             "first_failure": failures["failed"][0] if failures and failures["failed"] else None,
             "can_operate": can_operate,
-            "operations": summary.operations(run) if can_operate else [],
+            "operations": [op for op in summary.operations(run) if self._may(request, op, run)],
         }
         return {
             name: render_to_string(f"django_workflows/admin/run_{name}.html", context, request)
@@ -344,8 +375,8 @@ class WorkflowAdmin(admin.ModelAdmin):
         )
 
     def task_view(self, request: HttpRequest, pk: Any, task_pk: Any) -> JsonResponse:
-        run = get_object_or_404(TaskRun, workflow=self._run(request, pk), pk=task_pk)
-        return JsonResponse(task_details(run), encoder=DisplayJSONEncoder)
+        run = _get_or_404(TaskRun, workflow=self._run(request, pk), pk=task_pk)
+        return JsonResponse(task_details(run, user=request.user), encoder=DisplayJSONEncoder)
 
     def timeline_view(self, request: HttpRequest, pk: Any) -> TemplateResponse:
         run = self._run(request, pk)
@@ -383,17 +414,22 @@ class WorkflowAdmin(admin.ModelAdmin):
     def operation_view(self, request: HttpRequest, pk: Any, operation: str) -> HttpResponse:
         """Resume (after showing the plan), relaunch, cancel, rerun from a node, mark success."""
         run = self._run(request, pk)
-        if not self.has_change_permission(request, run):
+        if not self._may(request, operation, run):
             raise PermissionDenied
         back = reverse("admin:django_workflows_workflow_change", args=[run.pk])
         task = None
         if operation in {"rerun", "mark-success"}:
-            task = get_object_or_404(
+            task = _get_or_404(
                 TaskRun,
                 workflow=run,
                 pk=request.POST.get("task_run") or request.GET.get("task_run"),
             )
-        if request.method != "POST" or (operation == "resume" and "confirm" not in request.POST):
+        form = MarkSuccessForm(request.POST or None) if operation == "mark-success" else None
+        if (
+            request.method != "POST"
+            or (operation == "resume" and "confirm" not in request.POST)
+            or (form is not None and not form.is_valid())
+        ):
             try:
                 plan = run.resume(dry_run=True) if operation == "resume" else None
             except WorkflowError as exc:
@@ -409,6 +445,7 @@ class WorkflowAdmin(admin.ModelAdmin):
                     "operation": operation,
                     "plan": plan,
                     "task": task,
+                    "form": form,
                     "opts": self.model._meta,
                 },
             )
@@ -426,8 +463,8 @@ class WorkflowAdmin(admin.ModelAdmin):
             elif operation == "rerun":
                 run.rerun_from(task)
             else:
-                task.mark_success(json.loads(request.POST.get("result") or "null"))
-        except (WorkflowError, ValueError) as exc:
+                task.mark_success(form.cleaned_data["result"])
+        except WorkflowError as exc:
             self.message_user(request, str(exc), messages.ERROR)
         else:
             self.message_user(request, _t("Done: %(operation)s.") % {"operation": operation})
@@ -436,14 +473,16 @@ class WorkflowAdmin(admin.ModelAdmin):
     # -- the launch page ---------------------------------------------------------------------
 
     def launch_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_view_or_change_permission(request) or not request.user.has_perm(
-            "django_workflows.add_workflow"
-        ):
+        if not self.has_launch_permission(request):
             raise PermissionDenied
-        form = LaunchForm(request.POST or None, initial={"definition": request.GET.get("name")})
+        form = LaunchForm(
+            request.POST or None,
+            initial={"definition": request.GET.get("name")},
+            user=request.user,
+        )
         if request.method == "POST" and form.is_valid():
             try:
-                run = form.launch(user=request.user)
+                run = form.launch()
             except WorkflowError as exc:  # e.g. the broker is down: the run is recorded
                 form.add_error(None, str(exc))
             else:
@@ -470,7 +509,7 @@ class WorkflowAdmin(admin.ModelAdmin):
         )
 
     def changelist_view(self, request, extra_context=None):
-        can_launch = request.user.has_perm("django_workflows.add_workflow")
+        can_launch = self.has_launch_permission(request)
         return super().changelist_view(request, {"can_launch": can_launch, **(extra_context or {})})
 
 
@@ -500,13 +539,26 @@ class WorkflowScheduleAdmin(admin.ModelAdmin):
     """Whole-workflow schedules, kept as django-celery-beat periodic tasks."""
 
     form = WorkflowScheduleForm
-    list_display = ("name", "definition", "when", "overlap", "enabled", "last_run")
+    list_display = ("name", "definition", "when", "overlap", "enabled", "owner", "last_run")
     list_filter = ("definition", "overlap", "periodic_task__enabled")
     search_fields = ("periodic_task__name", "definition")
-    list_select_related = ("periodic_task",)
-    readonly_fields = ("recent_runs", "recent_fires")
+    list_select_related = ("periodic_task", "owner")
+    readonly_fields = ("owner", "recent_runs", "recent_fires")
     fieldsets = [
-        (None, {"fields": ["name", "definition", "payload", "overlap", "enabled", "description"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "definition",
+                    "payload",
+                    "overlap",
+                    "enabled",
+                    "description",
+                    "owner",
+                ]
+            },
+        ),
         (
             _("When"),
             {
@@ -585,6 +637,11 @@ class WorkflowScheduleAdmin(admin.ModelAdmin):
             )
             or "-"
         )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """The form knows who saves: they must be allowed to launch the workflow, and own it."""
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"user": request.user})
 
     def delete_queryset(self, request, queryset) -> None:
         for schedule in queryset:  # one by one: each takes its periodic task along

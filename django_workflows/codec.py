@@ -12,7 +12,20 @@ from typing import Any
 from kombu.utils.json import JSONEncoder, object_hook
 from kombu.utils.json import dumps as kombu_dumps
 
-__all__ = ["CeleryJSONDecoder", "CeleryJSONEncoder", "decode", "encode", "round_trip"]
+__all__ = [
+    "MAX_DEPTH",
+    "CeleryJSONDecoder",
+    "CeleryJSONEncoder",
+    "decode",
+    "depth",
+    "encode",
+    "round_trip",
+]
+
+#: How deep lists and objects may nest in JSON a person sends (API bodies, admin forms):
+#: deeper values would reach Python's recursion limit further on (in the encoders, the
+#: schema validator, kombu), a 500 instead of a clear refusal.
+MAX_DEPTH = 100
 
 CeleryJSONEncoder = JSONEncoder
 
@@ -43,3 +56,15 @@ def round_trip(value: Any) -> Any:
     JSON (and so the database's JSON columns) does not have.
     """
     return decode(encode(value))
+
+
+def depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value``, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -12,8 +12,9 @@ DEFAULTS: dict[str, Any] = {
     "RECOVERY_GRACE": 60.0,
     #: Seconds after which a running task is failed by the reaper (None: never).
     "TASK_TIMEOUT": None,
-    #: REST API: dotted path to ``callable(user, definition) -> bool`` deciding who may
-    #: launch (or relaunch) runs of a definition, on top of the ``add`` permission.
+    #: Dotted path to ``callable(user, definition) -> bool`` deciding who may start runs
+    #: of a definition (launch, relaunch, a schedule's owner), on top of ``add_workflow``:
+    #: asked by the API, the admin and workflow schedules alike (``policy``).
     #: None: anyone with the permission.
     "CAN_LAUNCH": None,
     #: Admin: Flower's address, to link each task run to its Flower page (None: no link).

@@ -14,16 +14,33 @@ from django.urls import NoReverseMatch, reverse
 
 from .conf import get_setting
 from .models import TaskRun
+from .policy import sees_task_data
 
 _TASK_RESULT_URL = "admin:django_celery_results_taskresult_change"
 
+#: What a task was given and gave back: shown only to whom ``policy.sees_task_data``.
+TASK_DATA = frozenset(
+    {"args", "kwargs", "result", "exception_type", "exception_message", "traceback", "history"}
+)
 
-def task_details(run: TaskRun, task_results: Mapping[str, Any] | None = None) -> dict[str, Any]:
+
+def task_details(
+    run: TaskRun, task_results: Mapping[str, Any] | None = None, *, user: Any
+) -> dict[str, Any]:
     """Every field of ``run``, its failed attempts, how long it ran, and links to other tools.
 
+    Without the right to see task data (``policy.sees_task_data``), ``user`` gets the
+    rest: the task's place in the DAG, its status and timings; ``TASK_DATA`` is left out.
     ``task_results`` (from ``task_result_ids``) saves a list one query per run; without
     it, the run's django-celery-results row is looked up.
     """
+    details = _all_details(run, task_results)
+    if sees_task_data(user):
+        return details
+    return {key: value for key, value in details.items() if key not in TASK_DATA}
+
+
+def _all_details(run: TaskRun, task_results: Mapping[str, Any] | None) -> dict[str, Any]:
     if task_results is None:
         task_results = task_result_ids([run])
     duration = (

@@ -65,3 +65,7 @@ class ResultTooLarge(WorkflowError):
 
 class NativeCeleryWarning(UserWarning):
     """The canvas has a shape native Celery is known to run wrong; the engine runs it right."""
+
+
+class LaunchRefused(WorkflowError, PermissionError):
+    """The launch policy refuses this person this workflow (``add_workflow``, ``CAN_LAUNCH``)."""

@@ -1,4 +1,8 @@
-"""Admin form of a workflow schedule: one page for the workflow, its payload and when it runs."""
+"""Admin forms: a workflow schedule (the workflow, its payload, when it runs), a launch,
+and the result of a task marked as succeeded.
+
+Whoever saves a schedule or launches a run must be allowed to start it (``policy``).
+"""
 
 import json
 import zoneinfo
@@ -14,9 +18,11 @@ from django_celery_beat.models import (
     PeriodicTask,
 )
 
+from .codec import MAX_DEPTH, depth
 from .definitions import Definition, registry
 from .exceptions import InvalidPayload, UnknownWorkflow
 from .models import WorkflowSchedule
+from .policy import may_launch
 from .schedules import beat_schedule, save_schedule
 
 KINDS = [
@@ -41,10 +47,52 @@ def _definition_choices() -> list[tuple[str, str]]:
     ]
 
 
+class JSONValueField(forms.JSONField):
+    """A JSON value; text that is not JSON, or nests too deep, is a form error (not a 500)."""
+
+    default_error_messages = {
+        "too_deep": _("JSON nested more than %(depth)d levels deep is refused."),
+    }
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            value = super().to_python(value)
+        except RecursionError:
+            value = None
+        else:
+            if depth(value) <= MAX_DEPTH:
+                return value
+        raise forms.ValidationError(
+            self.error_messages["too_deep"], code="too_deep", params={"depth": MAX_DEPTH}
+        )
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:  # shown again as typed, with its error
+            return forms.fields.InvalidJSONInput(data)
+
+
+def _refuse_unless_allowed(form: forms.Form, user: Any, name: str | None) -> None:
+    """A form error on ``definition`` unless ``user`` may start ``name`` (None: code, trusted)."""
+    if user is not None and name and not may_launch(user, name):
+        form.add_error(
+            "definition",
+            _("You are not allowed to launch workflow %(name)r.") % {"name": name},
+        )
+
+
 class WorkflowScheduleForm(forms.ModelForm):
+    """A schedule launches as the person who saves it: they must be allowed to launch it.
+
+    ``user`` (set by the admin) is that person; None when code saves a schedule.
+    """
+
+    user: Any = None
+
     name = forms.CharField(label=_("Name"), max_length=200)
     definition = forms.ChoiceField(label=_("Workflow"), choices=_definition_choices)
-    payload = forms.JSONField(
+    payload = JSONValueField(
         label=_("Payload"),
         initial=dict,
         required=False,
@@ -150,6 +198,8 @@ class WorkflowScheduleForm(forms.ModelForm):
                     self.add_error(
                         "payload", f"{error['path'] or _('(payload)')}: {error['message']}"
                     )
+            else:
+                _refuse_unless_allowed(self, self.user, name)
         kind = data.get("kind")
         for field in KIND_FIELDS.get(kind, []):
             if data.get(field) in (None, "") and field not in self.errors:
@@ -172,6 +222,7 @@ class WorkflowScheduleForm(forms.ModelForm):
             beat_schedule(kind, **fields),
             overlap=data["overlap"],
             periodic_task=self.instance.periodic_task if self.instance.pk else None,
+            owner=self.user,
             **{f: data[f] for f in ("enabled", "start_time", "expires", "one_off", "description")},
         )[0]
         return self.instance
@@ -221,15 +272,17 @@ def _initial_from(task: PeriodicTask, schedule: WorkflowSchedule) -> dict:
 
 
 class LaunchForm(forms.Form):
-    """Launch a registered workflow: its payload is checked against its schema."""
+    """Launch a registered workflow: its payload is checked against its schema, and
+    ``user`` must be allowed to launch it."""
 
     definition = forms.ChoiceField(label=_("Workflow"), choices=_definition_choices)
-    payload = forms.JSONField(
+    payload = JSONValueField(
         label=_("Payload"), required=False, widget=forms.Textarea(attrs={"rows": 12, "cols": 80})
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.user = user
         definition = registry.find(self.initial.get("definition"))
         if definition is not None and "payload" not in self.initial:
             self.initial["payload"] = definition.example_payload(with_optional=True)
@@ -243,7 +296,8 @@ class LaunchForm(forms.Form):
         data = super().clean()
         name = data.get("definition")
         data["payload"] = {} if data.get("payload") is None else data["payload"]
-        if name:
+        _refuse_unless_allowed(self, self.user, name)
+        if name and "definition" not in self.errors:
             try:
                 registry.get(name).validate(data["payload"])
             except InvalidPayload as exc:
@@ -253,7 +307,18 @@ class LaunchForm(forms.Form):
                     )
         return data
 
-    def launch(self, user: Any = None) -> Any:
+    def launch(self) -> Any:
         from .engine import launch
 
-        return launch(self.cleaned_data["definition"], self.cleaned_data["payload"], user=user)
+        data = self.cleaned_data
+        return launch(data["definition"], data["payload"], user=self.user)
+
+
+class MarkSuccessForm(forms.Form):
+    """The result a failed task is taken to have returned: its children receive it."""
+
+    result = JSONValueField(
+        label=_("Result"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "aria-label": _("result (JSON)")}),
+    )

@@ -311,6 +311,16 @@ class WorkflowSchedule(models.Model):
     overlap = models.CharField(
         _("overlap"), max_length=20, choices=OverlapPolicy, default=OverlapPolicy.ALLOW
     )
+    #: Who saved it last: each fire launches as this person, who must still be allowed
+    #: to. None for schedules written by code or YAML files (the project's own).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         verbose_name = _("workflow schedule")
@@ -329,12 +339,14 @@ class ScheduleFire(models.Model):
         SKIPPED = "skipped", _("Skipped")
         FAILED = "failed", _("Failed")
 
+    #: History outlives the schedule: deleting it (or its beat entry) keeps its fires,
+    #: which keep its name.
     schedule = models.ForeignKey(
         WorkflowSchedule,
         verbose_name=_("schedule"),
         null=True,
         blank=True,
-        on_delete=models.CASCADE,
+        on_delete=models.SET_NULL,
         related_name="fires",
     )
     periodic_task_name = models.CharField(_("periodic task"), max_length=200, blank=True)

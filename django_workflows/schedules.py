@@ -2,8 +2,8 @@
 
 Beat fires ``django_workflows.launch_workflow(name=..., payload=...)`` like
 any periodic task; :func:`fire` applies the schedule's overlap policy and
-records every fire, so a schedule whose workflow or payload went bad fails
-visibly instead of doing nothing.
+records every fire, so a schedule whose workflow or payload went bad, or whose
+owner lost the right to launch it, fails visibly instead of doing nothing.
 """
 
 import json
@@ -22,9 +22,10 @@ from django_celery_beat.models import (
 )
 
 from .engine import launch
-from .exceptions import WorkflowError
+from .exceptions import LaunchRefused, WorkflowError
 from .models import OverlapPolicy, ScheduleFire, Workflow, WorkflowSchedule
 from .models import WorkflowStatus as W
+from .policy import may_launch
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +45,16 @@ BEAT_SCHEDULES: dict[str, type[BeatSchedule]] = {
 def fire(name: str, payload: Any = None, periodic_task_name: str | None = None) -> str | None:
     """Launch workflow ``name`` for a beat fire; return the run's id, or None if skipped."""
     schedule = (
-        WorkflowSchedule.objects.filter(periodic_task__name=periodic_task_name).first()
+        WorkflowSchedule.objects.filter(periodic_task__name=periodic_task_name)
+        .select_related("owner")
+        .first()
         if periodic_task_name
         else None
     )
     record = {"schedule": schedule, "periodic_task_name": periodic_task_name or ""}
     try:
+        if schedule is not None and schedule.owner is not None:
+            _check_owner(schedule, name)
         with transaction.atomic():
             message = ""
             if schedule is not None:
@@ -76,6 +81,15 @@ def fire(name: str, payload: Any = None, periodic_task_name: str | None = None) 
         ScheduleFire.objects.create(outcome=ScheduleFire.Outcome.FAILED, message=str(exc), **record)
         logger.error("Schedule %s could not launch %r: %s", periodic_task_name, name, exc)
         raise
+
+
+def _check_owner(schedule: WorkflowSchedule, name: str) -> None:
+    """A schedule launches as its owner, who must still be allowed to (``policy``)."""
+    if not may_launch(schedule.owner, name):
+        raise LaunchRefused(
+            f"This schedule's owner is not allowed to launch workflow {name!r} "
+            f"({schedule.owner}): someone who is must save the schedule again."
+        )
 
 
 def _cancel_quietly(run: Workflow) -> None:
@@ -112,12 +126,14 @@ def save_schedule(
     *,
     overlap: str = OverlapPolicy.ALLOW,
     periodic_task: PeriodicTask | None = None,
+    owner: Any = None,
     **task_fields: Any,
 ) -> tuple[WorkflowSchedule, bool]:
     """Write beat's ``PeriodicTask`` that launches ``definition``, and its ``WorkflowSchedule``.
 
     The one writer of the pair, for the admin's form and the YAML sync alike.
     ``periodic_task`` is the entry to update (None: a new one, named ``name``);
+    ``owner`` the person each fire launches as (None: the project's own, e.g. YAML);
     ``when`` its schedule row (see :func:`beat_schedule`); ``task_fields`` more
     PeriodicTask fields (``enabled``, ``one_off``, ``description``, ``start_time``...),
     those not given are left as they are. Only what differs is saved, so writing a
@@ -144,14 +160,19 @@ def save_schedule(
     if changed:
         task.save()  # beat's DatabaseScheduler notices through PeriodicTasks.changed()
     schedule = None if created else WorkflowSchedule.objects.filter(periodic_task=task).first()
+    owner_id = getattr(owner, "pk", None)
     if schedule is None:
         schedule = WorkflowSchedule.objects.create(
-            periodic_task=task, definition=definition, overlap=overlap
+            periodic_task=task, definition=definition, overlap=overlap, owner_id=owner_id
         )
         changed = True
-    elif (schedule.definition, schedule.overlap) != (definition, overlap):
-        schedule.definition, schedule.overlap = definition, overlap
-        schedule.save(update_fields=["definition", "overlap"])
+    elif (schedule.definition, schedule.overlap, schedule.owner_id) != (
+        definition,
+        overlap,
+        owner_id,
+    ):
+        schedule.definition, schedule.overlap, schedule.owner_id = definition, overlap, owner_id
+        schedule.save(update_fields=["definition", "overlap", "owner"])
         changed = True
     return schedule, changed
 

@@ -2,9 +2,12 @@
 
 A task belongs to a workflow when its message carries the run header the
 engine sets when it sends it; any other task costs nothing here but an
-attribute lookup (a failure costs one indexed UPDATE that matches nothing).
+attribute lookup, on every path (whatever its id: only workflow tasks' ids,
+which are task run ids, ever reach the engine).
 """
 
+import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from celery import signals
@@ -17,6 +20,16 @@ from .headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 
 #: Set on ``task.request`` by the prerun handler when the task must not run.
 SKIP = "django_workflows_skip"
+
+#: The worker main process's requests of workflow tasks, by task id, while Celery holds
+#: them: a hard time limit is reported there with no request at hand, only the id.
+_workflow_requests: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
+
+
+def on_received(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+    """Remember the main process's request of a workflow task (see ``_failed``)."""
+    if RUN_HEADER in request.request_dict:
+        _workflow_requests[request.id] = request
 
 
 def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs: Any) -> None:
@@ -69,7 +82,13 @@ def on_failure(
     einfo: Any = None,
     **kwargs: Any,
 ) -> None:
-    _failed(sender, task_id, exception, einfo)
+    request = getattr(sender, "request", None)
+    if request is None or request.id != task_id:
+        # The worker's main process (a hard time limit, a rejected message) reports a
+        # task whose request is not on the task's stack: the one remembered, if any.
+        held = _workflow_requests.get(task_id)
+        request = held.request_dict if held is not None else None
+    _failed(task_id, exception, einfo, request)
 
 
 def on_internal_error(
@@ -78,22 +97,27 @@ def on_internal_error(
     """Celery failed around the body (e.g. the result backend is down while it
     stores the result): neither success nor failure is signalled, so the task
     run fails here, or its run would wait for ever."""
-    _failed(sender, task_id, exception, kwargs.get("einfo"))
+    _failed(task_id, exception, kwargs.get("einfo"), kwargs.get("request"))
 
 
-def _failed(sender: Any, task_id: str, exception: BaseException | None, einfo: Any) -> None:
-    request = getattr(sender, "request", None)
-    attempt = None
-    if request is not None and request.id == task_id:
-        if not getattr(request, RUN_HEADER, None):
-            return  # a task outside any workflow: no query
-        attempt = getattr(request, ATTEMPT_HEADER, None)
-    # Otherwise the task id decides: the worker's main process (hard time
-    # limit, lost worker) may report a task whose request is not at hand.
-    engine.task_failed(task_id, exception, getattr(einfo, "traceback", ""), attempt)
+def _failed(task_id: str, exception: BaseException | None, einfo: Any, request: Any) -> None:
+    """Fail the task run of ``task_id`` if ``request`` (a Context or a dict) is a workflow's."""
+    if not _header(request, RUN_HEADER):
+        return  # a task outside any workflow: no query
+    engine.task_failed(
+        task_id, exception, getattr(einfo, "traceback", ""), _header(request, ATTEMPT_HEADER)
+    )
+
+
+def _header(request: Any, name: str) -> Any:
+    if isinstance(request, Mapping):
+        return request.get(name)
+    return getattr(request, name, None)
 
 
 def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+    if not _header(request, RUN_HEADER):
+        return  # a task outside any workflow: no query
     reason = "expired" if kwargs.get("expired") else "revoked"
     if kwargs.get("terminated"):
         reason = "terminated"
@@ -101,9 +125,16 @@ def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
 
 
 def on_unknown(
-    sender: Any = None, name: str = "", id: str = "", exc: Any = None, **kwargs: Any
+    sender: Any = None,
+    name: str = "",
+    id: str = "",
+    message: Any = None,
+    exc: Any = None,
+    **kwargs: Any,
 ) -> None:
     """The worker has no task of that name: fail the task run, or the run waits for ever."""
+    if not (getattr(message, "headers", None) or {}).get(RUN_HEADER):
+        return  # a task outside any workflow: no query
     engine.task_failed(
         id,
         NotRegistered(
@@ -145,6 +176,7 @@ def django_workflows_unrevoke(state: Any, task_ids: list[str]) -> dict[str, str]
 def connect() -> None:
     """Wire the handlers to Celery's signals (called from the AppConfig)."""
     uid = "django_workflows"
+    signals.task_received.connect(on_received, dispatch_uid=f"{uid}.received", weak=False)
     signals.task_prerun.connect(on_prerun, dispatch_uid=f"{uid}.prerun", weak=False)
     signals.task_success.connect(on_success, dispatch_uid=f"{uid}.success", weak=False)
     signals.task_retry.connect(on_retry, dispatch_uid=f"{uid}.retry", weak=False)

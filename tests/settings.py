@@ -44,3 +44,14 @@ DJANGO_WORKFLOWS = {
     "MAX_NODES": 2000,
     "MAX_RESULT_SIZE": 100_000,
 }
+
+if os.environ.get("DW_LOG_SQL"):
+    # Every SQL statement a process runs, on stderr (a worker started with DW_LOG_SQL=1
+    # shows what tracking costs; Django logs SQL only with DEBUG on).
+    DEBUG = True
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+        "loggers": {"django.db.backends": {"level": "DEBUG", "handlers": ["stderr"]}},
+    }

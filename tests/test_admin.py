@@ -38,7 +38,8 @@ def user(username: str, *perms: str):
 
 @pytest.fixture
 def operator(client):
-    client.force_login(user("op", "view_workflow", "change_workflow", "add_workflow"))
+    perms = ("view_workflow", "change_workflow", "add_workflow", "view_taskrun", "change_taskrun")
+    client.force_login(user("op", *perms))
     return client
 
 
@@ -217,3 +218,120 @@ def test_task_runs_are_read_only_and_link_to_their_run(operator, admin_client):
     content = page.content.decode()
     assert f"{ADMIN}{wf.pk}/change/" in content and content.count("tests.testapp.tasks.fail") >= 1
     assert admin_client.get("/admin/django_workflows/taskrun/add/").status_code == 403
+
+
+# -- bad input: 404s and form errors, never a 500 ---------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "not-a-uuid/change/",
+        "------------------------------------/change/",
+        "------------------------------------/resume/",
+        "------------------------------------/dag.json",
+    ],
+)
+def test_malformed_run_ids_are_404(operator, path):
+    assert operator.get(f"{ADMIN}{path}", follow=True).status_code == 404
+
+
+def test_malformed_or_unknown_task_run_ids_are_404(operator):
+    wf = failed_run()
+    for task_run in ("not-a-uuid", "00000000-0000-0000-0000-000000000001"):
+        assert operator.get(f"{ADMIN}{wf.pk}/rerun/", {"task_run": task_run}).status_code == 404
+        response = operator.post(
+            f"{ADMIN}{wf.pk}/mark-success/", {"task_run": task_run, "confirm": "yes"}
+        )
+        assert response.status_code == 404
+
+
+@pytest.mark.parametrize("text", [DEEP, '{"x": ', "[1, 2"])
+def test_bad_json_in_the_launch_form_is_a_form_error(operator, text):
+    response = operator.post(f"{ADMIN}launch/", {"definition": "arith", "payload": text})
+    assert response.status_code == 200 and not Workflow.objects.exists()
+    assert "errorlist" in response.content.decode()
+
+
+@pytest.mark.parametrize("text", [DEEP, '{"x": ', "nope"])
+def test_bad_json_in_the_mark_success_form_is_a_form_error(operator, text):
+    wf = failed_run()
+    failed = wf.task_runs.get(node=1)
+    response = operator.post(
+        f"{ADMIN}{wf.pk}/mark-success/", {"task_run": failed.pk, "result": text, "confirm": "yes"}
+    )
+    assert response.status_code == 200 and "errorlist" in response.content.decode()
+    failed.refresh_from_db()
+    assert failed.status == T.FAILURE
+
+
+# -- one launch policy: CAN_LAUNCH and add_workflow hold in the admin ---------------------------
+
+
+def refuse_everything(user, definition) -> bool:
+    return False
+
+
+def failed_breaks() -> Workflow:
+    """A run of the registered definition "breaks", failed: relaunchable."""
+    from django_workflows import launch
+
+    wf = launch("breaks", {})
+    for node, error in ((0, None), (1, ValueError("boom"))):
+        run = wf.task_runs.get(node=node)
+        engine.task_started(str(run.pk), str(wf.pk), "w1")
+        if error is None:
+            engine.task_succeeded(str(run.pk), str(wf.pk), node, 2)
+        else:
+            engine.task_failed(str(run.pk), error, "Traceback")
+    wf.refresh_from_db()
+    assert wf.status == W.FAILURE
+    return wf
+
+
+def test_can_launch_refusing_holds_on_the_launch_page_and_relaunches(operator, settings):
+    old = failed_breaks()
+    settings.DJANGO_WORKFLOWS = {"CAN_LAUNCH": "tests.test_admin.refuse_everything"}
+
+    page = operator.post(f"{ADMIN}launch/", {"definition": "arith", "payload": '{"x": 1, "y": 2}'})
+    assert page.status_code == 200
+    assert "You are not allowed to launch workflow" in page.content.decode()
+    assert operator.post(f"{ADMIN}{old.pk}/relaunch/", {"confirm": "yes"}).status_code == 403
+    bulk = operator.post(
+        ADMIN,
+        {"action": "relaunch_runs", "_selected_action": [str(old.pk)], "confirm": "yes"},
+        follow=True,
+    )
+    assert "You are not allowed to launch workflow" in bulk.content.decode()
+    assert Workflow.objects.count() == 1
+
+
+def test_relaunch_in_the_admin_needs_add_workflow(client):
+    old = failed_breaks()
+    client.force_login(user("changer", "view_workflow", "change_workflow"))
+    assert client.post(f"{ADMIN}{old.pk}/relaunch/", {"confirm": "yes"}).status_code == 403
+    page = client.get(ADMIN).content.decode()
+    assert "relaunch_runs" not in page and "resume_runs" in page
+    assert Workflow.objects.count() == 1
+
+
+# -- task data needs view_taskrun -------------------------------------------------------------
+
+TASK_DATA = {"args", "kwargs", "result", "exception_type", "exception_message", "traceback"}
+
+
+def test_task_details_show_task_data_only_with_view_taskrun(client):
+    wf = failed_run()
+    failed = wf.task_runs.get(node=1)
+    url = f"{ADMIN}{wf.pk}/tasks/{failed.pk}.json"
+    client.force_login(user("viewer", "view_workflow"))
+    shown = client.get(url).json()
+    assert not (TASK_DATA | {"history"}) & set(shown)
+    assert shown["status"] == T.FAILURE and shown["started_at"] and shown["finished_at"]
+    assert "disk full" not in client.get(url).content.decode()
+
+    client.force_login(user("reader", "view_workflow", "view_taskrun"))
+    shown = client.get(url).json()
+    assert TASK_DATA | {"history"} <= set(shown) and shown["exception_message"] == "disk full"

@@ -120,6 +120,33 @@ def test_prune_deletes_old_finished_runs_in_batches(monkeypatch, capsys):
         call_command("workflows", "prune")
 
 
+def test_prune_never_deletes_a_run_resumed_after_it_was_selected(monkeypatch, capsys):
+    from django.db import connection
+
+    from django_workflows import engine
+
+    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
+    wf = launch_canvas(add.s(1, 1), name="a")
+    engine.task_started(str(node(wf, 0).pk), str(wf.pk), "w1")
+    engine.task_failed(str(node(wf, 0).pk), ValueError("boom"))
+    Workflow.objects.filter(pk=wf.pk).update(created=timezone.now() - timedelta(days=9))
+    resumed = []
+
+    def resume_after_the_first_select(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not resumed and sql.startswith("SELECT") and "django_workflows_workflow" in sql:
+            resumed.append(sql)
+            Workflow.objects.get(pk=wf.pk).resume()  # another person, meanwhile
+        return result
+
+    with connection.execute_wrapper(resume_after_the_first_select):
+        call_command("workflows", "prune", "--older-than", "1")
+
+    assert resumed and "0 finished run(s) deleted." in capsys.readouterr().out
+    wf.refresh_from_db()
+    assert wf.status == W.RUNNING and wf.task_runs.count() == 1
+
+
 @pytest.fixture
 def yaml_file(tmp_path):
     """A YAML definition file loaded as at startup; the configured files come back after."""

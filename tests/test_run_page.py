@@ -31,7 +31,7 @@ def sent(monkeypatch):
 
 @pytest.fixture
 def operator(client):
-    client.force_login(user("op", "view_workflow", "change_workflow"))
+    client.force_login(user("op", "view_workflow", "change_workflow", "add_workflow"))
     return client
 
 
@@ -185,3 +185,11 @@ def test_big_runs_are_only_for_staff(client):
         assert client.get(ADMIN + url).status_code == 302
     client.force_login(get_user_model().objects.create_user("x", password="pw", is_staff=True))
     assert client.get(f"{ADMIN}{wf.pk}/groups/1.json").status_code == 403
+
+
+def test_relaunch_shows_only_to_who_may_launch(client):
+    """A relaunch is a launch: change_workflow alone resumes, not relaunches."""
+    client.force_login(user("resumer", "view_workflow", "change_workflow"))
+    wf = failed_run()
+    header = client.get(f"{ADMIN}{wf.pk}/dag.json", {"panels": "1"}).json()["panels"]["header"]
+    assert 'data-op="resume"' in header and 'data-op="relaunch"' not in header

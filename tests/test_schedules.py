@@ -230,6 +230,88 @@ def test_a_periodic_task_edited_in_beats_admin_with_a_bad_payload_fails_visibly(
     assert not Workflow.objects.exists()
 
 
+# -- who may schedule, and a fire whose owner lost the right --------------------------------
+
+SCHEDULES = "/admin/django_workflows/workflowschedule/"
+
+
+def staff(username: str, *codenames: str):
+    from django.contrib.auth.models import Permission
+
+    person = get_user_model().objects.create_user(username, password="pw", is_staff=True)
+    person.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return person
+
+
+def refuse_everything(user, definition) -> bool:
+    return False
+
+
+@pytest.mark.django_db
+def test_saving_a_schedule_needs_the_right_to_launch_its_workflow(client, settings):
+    client.force_login(staff("planner", "add_workflowschedule", "view_workflowschedule"))
+    refused = client.post(f"{SCHEDULES}add/", {**BASE, **KINDS["interval"]})
+    assert refused.status_code == 200
+    assert "You are not allowed to launch workflow &#x27;arith&#x27;" in refused.content.decode()
+    assert not WorkflowSchedule.objects.exists() and not PeriodicTask.objects.exists()
+
+    owner = staff("owner", "add_workflowschedule", "view_workflowschedule", "add_workflow")
+    client.force_login(owner)
+    settings.DJANGO_WORKFLOWS = {"CAN_LAUNCH": "tests.test_schedules.refuse_everything"}
+    assert client.post(f"{SCHEDULES}add/", {**BASE, **KINDS["interval"]}).status_code == 200
+    assert not WorkflowSchedule.objects.exists()
+
+    settings.DJANGO_WORKFLOWS = {}
+    assert client.post(f"{SCHEDULES}add/", {**BASE, **KINDS["interval"]}).status_code == 302
+    assert WorkflowSchedule.objects.get().owner == owner
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fire_whose_owner_lost_the_right_fails_visibly(client, no_dispatch, caplog):
+    from django.contrib.auth.models import Permission
+
+    from django_workflows.exceptions import LaunchRefused
+
+    owner = staff("owner", "add_workflowschedule", "add_workflow")
+    client.force_login(owner)
+    assert client.post(f"{SCHEDULES}add/", {**BASE, **KINDS["interval"]}).status_code == 302
+    assert fire("arith", {"x": 1, "y": 2}, periodic_task_name="nightly")
+
+    owner.user_permissions.remove(Permission.objects.get(codename="add_workflow"))
+    with pytest.raises(LaunchRefused):
+        fire("arith", {"x": 1, "y": 2}, periodic_task_name="nightly")
+    failed = ScheduleFire.objects.get(outcome=ScheduleFire.Outcome.FAILED)
+    assert "owner is not allowed to launch workflow 'arith'" in failed.message
+    assert "Schedule nightly could not launch 'arith'" in caplog.text
+    assert Workflow.objects.count() == 1
+
+
+# -- history stays ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("deleted", ["schedule", "periodic task"])
+def test_fires_outlive_their_schedule_and_keep_its_name(no_dispatch, deleted):
+    schedule = save_form({**BASE, **KINDS["interval"]})
+    run = fire("arith", {"x": 1, "y": 2}, periodic_task_name="nightly")
+    if deleted == "schedule":
+        schedule.delete()
+    else:
+        PeriodicTask.objects.get(name="nightly").delete()
+
+    assert not WorkflowSchedule.objects.exists() and not PeriodicTask.objects.exists()
+    fire_row = ScheduleFire.objects.get()
+    assert (fire_row.schedule, fire_row.periodic_task_name) == (None, "nightly")
+    assert str(fire_row.workflow_id) == run and Workflow.objects.get(pk=run).schedule is None
+
+
+@pytest.mark.django_db
+def test_bad_json_in_the_schedule_form_is_a_form_error():
+    for text in ["[" * 100_000 + "]" * 100_000, '{"x": ']:
+        form = WorkflowScheduleForm(data={**BASE, **KINDS["interval"], "payload": text})
+        assert not form.is_valid() and "payload" in form.errors
+
+
 # -- end to end: a real beat (DatabaseScheduler) and a real worker ----------------------------
 
 

@@ -13,13 +13,14 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 from kombu.exceptions import OperationalError
 from rest_framework import status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.settings import api_settings
 
 from ..exceptions import (
     BrokerUnavailable,
     InvalidPayload,
     InvalidState,
+    LaunchRefused,
     NodeLimitExceeded,
     UnknownWorkflow,
 )
@@ -57,6 +58,8 @@ def as_api_exception(exc: Exception) -> Exception:
             "invalid_payload",
             errors=exc.errors,
         )
+    if isinstance(exc, LaunchRefused):
+        return PermissionDenied(str(exc))
     if isinstance(exc, NodeLimitExceeded):
         return InvalidInputError(str(exc), "too_many_tasks")
     if isinstance(exc, ValidationError):

@@ -16,7 +16,7 @@ from ..definitions import Definition
 from ..details import task_details, task_result_ids
 from ..engine.graph import node_edges
 from ..models import TaskAttempt, TaskRun, TaskRunStatus, Workflow, WorkflowStatus
-from .permissions import add_workflow_perm, can_launch
+from ..policy import may_launch
 
 
 class _Encoder(JSONEncoder):
@@ -108,10 +108,18 @@ class TaskRunListSerializer(serializers.ListSerializer):
         return [self.child.to_representation(run, task_results) for run in runs]
 
 
+_DATA = _("Only with the view_taskrun permission.")
+
+
 # Encodes and documents ``details.task_details``, the one shape of a task run (the admin's
 # details panel shows it too): fields come from that dict, none is added here.
 class TaskRunSerializer(serializers.ModelSerializer):
-    """A task of a run; ``history`` lists its attempts that did not succeed."""
+    """A task of a run; ``history`` lists its attempts that did not succeed.
+
+    Its data (args, kwargs, result, exception, traceback, history) are there only for
+    users with ``view_taskrun``: those fields are optional, not read-only, so the schema
+    says so (the serializer is never used for input).
+    """
 
     id = serializers.UUIDField(read_only=True, help_text=_("The Celery task id."))
     workflow = serializers.UUIDField(read_only=True, help_text=_("The run's id."))
@@ -122,8 +130,8 @@ class TaskRunSerializer(serializers.ModelSerializer):
     mapped_from = serializers.UUIDField(
         read_only=True, allow_null=True, label=_("Item of"), help_text=_("Its foreach node.")
     )
-    args = ValueField(read_only=True)
-    kwargs = ValueField(read_only=True)
+    args = ValueField(required=False, help_text=_DATA)
+    kwargs = ValueField(required=False, help_text=_DATA)
     options = ValueField(read_only=True)
     input_from = ValueField(
         read_only=True,
@@ -132,11 +140,14 @@ class TaskRunSerializer(serializers.ModelSerializer):
             "result, or a (nested) list of indexes for a list of results."
         ),
     )
-    result = ValueField(read_only=True)
+    result = ValueField(required=False, help_text=_DATA)
+    exception_type = serializers.CharField(required=False, help_text=_DATA)
+    exception_message = serializers.CharField(required=False, help_text=_DATA)
+    traceback = serializers.CharField(required=False, help_text=_DATA)
     duration = serializers.FloatField(
         read_only=True, allow_null=True, help_text=_("Seconds from start to finish.")
     )
-    history = TaskAttemptSerializer(many=True, read_only=True)
+    history = TaskAttemptSerializer(many=True, required=False, help_text=_DATA)
     links = TaskRunLinksSerializer(read_only=True, help_text=_("Its pages in other tools."))
 
     class Meta:
@@ -179,7 +190,9 @@ class TaskRunSerializer(serializers.ModelSerializer):
     def to_representation(
         self, run: TaskRun, task_results: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        return super().to_representation(task_details(run, task_results))
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        return super().to_representation(task_details(run, task_results, user=user))
 
 
 class WorkflowSerializer(serializers.ModelSerializer):
@@ -408,7 +421,5 @@ class DefinitionSerializer(serializers.Serializer):
             "example_payload": ValueField().to_representation(example),
             "shape": shape,
             "shape_error": error,
-            "can_launch": bool(
-                user and user.has_perm(add_workflow_perm()) and can_launch(user, definition)
-            ),
+            "can_launch": bool(user and may_launch(user, definition.name)),
         }

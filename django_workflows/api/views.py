@@ -10,7 +10,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, parsers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -20,13 +20,20 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 
 from .. import launch
+from ..codec import MAX_DEPTH, depth
 from ..dag import dag_data
-from ..definitions import Definition, registry
+from ..definitions import registry
 from ..exceptions import InvalidPayload, UnknownWorkflow
 from ..models import TaskAttempt, TaskRun, Workflow
+from ..policy import check_launch
 from .exceptions import InvalidInputError, as_api_exception
 from .filters import TaskRunFilter, WorkflowFilter
-from .permissions import DefinitionPermissions, ModelPermissions, OperationPermissions, can_launch
+from .permissions import (
+    DefinitionPermissions,
+    ModelPermissions,
+    OperationPermissions,
+    RelaunchPermissions,
+)
 from .serializers import (
     CancelSerializer,
     DagSerializer,
@@ -81,13 +88,7 @@ class OptionalScopedRateThrottle(ScopedRateThrottle):
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, refusing values nested more than MAX_DEPTH deep.
-
-    Deeper values would reach Python's recursion limit further on (in the
-    encoders, the schema validator, kombu): a 500 instead of a 400.
-    """
-
-    MAX_DEPTH = 100
+    """DRF's JSON parser, refusing values nested more than ``codec.MAX_DEPTH`` deep."""
 
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
         try:
@@ -95,23 +96,11 @@ class JSONParser(parsers.JSONParser):
         except RecursionError:
             data = None
         else:
-            if _depth(data) <= self.MAX_DEPTH:
+            if depth(data) <= MAX_DEPTH:
                 return data
         raise ParseError(
-            _("JSON nested more than %(depth)d levels deep is refused.") % {"depth": self.MAX_DEPTH}
+            _("JSON nested more than %(depth)d levels deep is refused.") % {"depth": MAX_DEPTH}
         )
-
-
-def _depth(value: Any) -> int:
-    """How deep lists and objects nest in ``value``, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            deepest = max(deepest, depth)
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 class APIMixin:
@@ -135,13 +124,6 @@ def validated(serializer_class: type[Serializer], request: Request) -> dict[str,
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
-
-
-def check_can_launch(user: Any, definition: Definition) -> None:
-    if not can_launch(user, definition):
-        raise PermissionDenied(
-            _("You are not allowed to launch workflow %(name)r.") % {"name": definition.name}
-        )
 
 
 def building(launch_call: Callable[[], Workflow], name: str) -> Workflow:
@@ -206,10 +188,14 @@ class WorkflowViewSet(APIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     def respond(self, workflow: Workflow, code: int = status.HTTP_200_OK) -> Response:
         """The run as the detail shows it, read again after an operation."""
         workflow = self.detail_queryset().get(pk=workflow.pk)
-        return Response(WorkflowDetailSerializer(workflow).data, status=code)
+        return Response(self.detail_data(workflow), status=code)
+
+    def detail_data(self, workflow: Workflow) -> dict[str, Any]:
+        """The run's detail; its tasks' data only for whom ``policy.sees_task_data``."""
+        return WorkflowDetailSerializer(workflow, context={"request": self.request}).data
 
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
-        return Response(WorkflowDetailSerializer(self.get_object()).data)
+        return Response(self.detail_data(self.get_object()))
 
     @extend_schema(
         summary=_("Launch a run of a registered definition"),
@@ -225,7 +211,7 @@ class WorkflowViewSet(APIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         data = validated(LaunchSerializer, request)
         definition = registry.get(data["name"])
-        check_can_launch(request.user, definition)
+        check_launch(request.user, definition.name)
         key = data.get("idempotency_key") or None
         workflow = building(
             lambda: launch(
@@ -280,11 +266,10 @@ class WorkflowViewSet(APIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
             **errors(400, 404, 409, 503),
         },
     )
-    @action(detail=True, methods=["post"], permission_classes=[OperationPermissions])
+    @action(detail=True, methods=["post"], permission_classes=[RelaunchPermissions])
     def relaunch(self, request: Request, pk: str | None = None) -> Response:
         workflow = self.get_object()
-        if workflow.name in registry:
-            check_can_launch(request.user, registry.get(workflow.name))
+        check_launch(request.user, workflow.name)
         new = building(lambda: workflow.relaunch(user=request.user), workflow.name)
         return self.respond(new, status.HTTP_201_CREATED)
 
@@ -340,7 +325,7 @@ class TaskRunViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
         task_run = self.get_object()
         data = validated(MarkSuccessSerializer, request)
         task_run.mark_success(data["result"])
-        return Response(TaskRunSerializer(self.get_queryset().get(pk=task_run.pk)).data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=task_run.pk)).data)
 
 
 @extend_schema_view(

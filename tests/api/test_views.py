@@ -231,6 +231,36 @@ def test_the_can_launch_hook_decides_per_definition(api, settings):
     assert Workflow.objects.count() == 2
 
 
+def test_relaunch_needs_add_workflow_as_a_launch_does():
+    old = failed_breaks()
+    changer = client_for(make_user("changer", ["view_workflow", "change_workflow"]))
+    assert changer.post("/api/workflows/", {"name": "breaks"}, format="json").status_code == 403
+    assert changer.post(f"/api/workflows/{old.pk}/relaunch/").status_code == 403
+    assert Workflow.objects.count() == 1
+
+    launcher = client_for(make_user("launcher", ["view_workflow", "add_workflow"]))
+    assert launcher.post(f"/api/workflows/{old.pk}/relaunch/").status_code == 201
+    assert Workflow.objects.filter(relaunched_from=old).count() == 1
+
+
+TASK_DATA = {"args", "kwargs", "result", "exception_type", "exception_message", "traceback"}
+
+
+def test_the_run_detail_shows_task_data_only_with_view_taskrun():
+    wf = failed_breaks()
+    viewer = client_for(make_user("runs-viewer", ["view_workflow"]))
+    body = viewer.get(f"/api/workflows/{wf.pk}/").json()
+    for task_run in body["task_runs"]:
+        assert not (TASK_DATA | {"history"}) & set(task_run), task_run
+        assert {"id", "node", "task", "status", "started_at", "finished_at"} <= set(task_run)
+    assert body["edges"] == [{"source": 0, "target": 1}, {"source": 1, "target": 2}]
+    assert "boom" not in viewer.get(f"/api/workflows/{wf.pk}/").content.decode()
+
+    reader = client_for(make_user("reader", ["view_workflow", "view_taskrun"]))
+    failed = reader.get(f"/api/workflows/{wf.pk}/").json()["task_runs"][1]
+    assert TASK_DATA | {"history"} <= set(failed) and failed["exception_message"] == "boom"
+
+
 # -- launch --------------------------------------------------------------------------------
 
 

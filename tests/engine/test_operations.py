@@ -232,21 +232,26 @@ def test_retries_show_as_retrying_and_advance_once(worker, task):
 
 def test_the_same_message_delivered_twice_runs_children_once(worker):
     from django_workflows.engine.progress import dispatch
+    from tests.testapp.receivers import postrun_states
 
     wf = launch_canvas(nap.s(0.5, value=1) | add.s(1))
     first = node(wf, 0)
     dispatch([first], {})  # the broker delivers the same task id again
 
     wf.wait()
+    # the duplicate was consumed too (run alongside, or skipped if it came after)
+    until(lambda: len(postrun_states(first.pk)) == 2, what="the duplicate to be consumed")
     assert wf.status == W.SUCCESS and wf.result == 2
     assert ran("add") == 1
+    wf.refresh_from_db()
     assert (wf.tasks_finished, wf.tasks_succeeded) == (2, 2)
 
     dispatch([node(wf, 0)], {})  # once more, long after it succeeded: the body is skipped
     add_run = node(wf, 1)
     dispatch([add_run], {0: 1})
-    launch_canvas(add.s(0, 0)).wait()  # the worker has moved on
-    until(lambda: Call.objects.filter(task="add").count() == 2)
+    until(lambda: len(postrun_states(first.pk)) == 3, what="the third delivery")
+    assert postrun_states(first.pk)[-1] == "IGNORED"
+    until(lambda: postrun_states(add_run.pk) == ["SUCCESS", "IGNORED"], what="add again")
     assert Call.objects.filter(task_id=add_run.pk).count() == 1
 
 

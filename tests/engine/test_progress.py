@@ -9,6 +9,7 @@ from django_workflows import launch, launch_canvas
 from django_workflows.models import TaskRun, Workflow
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
+from tests.helpers import node
 from tests.testapp.tasks import (
     add,
     collect,
@@ -29,7 +30,8 @@ def statuses(wf: Workflow) -> dict[int, str]:
 
 def test_registered_workflow_runs_with_its_payload(worker):
     wf = launch("arith", {"x": 2, "y": 3})
-    assert wf.status in (W.PENDING, W.RUNNING)
+    assert wf.status == W.RUNNING and wf.started is not None  # started: its root was sent
+    assert node(wf, 0).sent_at is not None
 
     wf.wait(timeout=30)
 

@@ -22,6 +22,7 @@ from ...definitions import registry
 from ...exceptions import InvalidPayload, WorkflowError
 from ...models import FINISHED_WORKFLOW, TaskRun, Workflow
 from ...models import WorkflowStatus as W
+from ...retention import delete_finished
 from ...yaml_files import load_errors, sync_schedules
 
 
@@ -253,8 +254,7 @@ class Command(BaseCommand):
             doomed = doomed.filter(created__lte=Subquery(nth))
         deleted = 0
         while ids := list(doomed.values_list("pk", flat=True)[:batch_size]):
-            Workflow.objects.filter(pk__in=ids).delete()  # task runs go with them
-            deleted += len(ids)
+            deleted += delete_finished(ids)  # those still finished: task runs go with them
         self.stdout.write(f"{deleted} finished run(s) deleted.")
 
     def do_sync_schedules(self, **options: Any) -> None:

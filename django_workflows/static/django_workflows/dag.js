@@ -15,6 +15,7 @@
   var BLANK_ID = "00000000-0000-0000-0000-000000000000";
   var svg = document.getElementById("dw-dag-svg");
   var canOperate = root.dataset.canOperate === "1";
+  var canMarkSuccess = root.dataset.canMarkSuccess === "1";
   var data = null, shapeKey = null, drawn = {}, box = null, view = null, first = null;
   var selected = null, lastFocus = null, opened = null, finds = null, findIndex = -1;
   var table = { status: "", page: 1, loaded: false };
@@ -441,23 +442,26 @@
       if (canOperate && status !== "running" && status !== "pending") {
         action("rerun", "Rerun from this task");
       }
-      if (canOperate && t.status === "failure") { action("mark-success", "Mark as succeeded"); }
+      if (canMarkSuccess && t.status === "failure") { action("mark-success", "Mark as succeeded"); }
       Object.keys(t.links).forEach(function (k) {
         html("a", { href: t.links[k] }, k === "flower" ? "Flower" : "Task result", actions);
       });
       var list = $("dw-details-fields");
       list.textContent = "";
       field(list, "Task id", t.id);
+      if (!("args" in t)) {  // task data needs the "view task run" permission
+        field(list, "Arguments, result, errors", "not shown: you may not view task runs");
+      }
       field(list, "Args", t.args, true);
       field(list, "Kwargs", t.kwargs, true);
-      field(list, "Options", Object.keys(t.options).length ? t.options : null, true);
+      field(list, "Options", t.options && Object.keys(t.options).length ? t.options : null, true);
       field(list, "Result", t.status === "success" ? t.result : null, true);
       field(list, "Marked as succeeded by hand", t.marked_success ? "yes" : null);
       field(list, "Exception", t.exception_type ? t.exception_type + ": " +
             t.exception_message : null);
       field(list, "Traceback", t.traceback, "traceback");
       field(list, "Attempts", String(t.attempts));
-      t.history.forEach(function (a) {
+      (t.history || []).forEach(function (a) {
         field(list, "Attempt " + a.attempt + " (" + a.status + ")",
               a.exception_type + ": " + a.exception_message, true);
         field(list, "Traceback of attempt " + a.attempt, a.traceback, "traceback");

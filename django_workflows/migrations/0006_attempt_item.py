@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_workflows', '0004_outbox'),
+        ('django_workflows', '0005_schedule_owner_fires_kept'),
     ]
 
     operations = [
