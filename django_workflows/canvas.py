@@ -22,6 +22,7 @@ from celery.canvas import (
     maybe_signature,
     maybe_unroll_group,
 )
+from kombu.utils.functional import maybe_list
 
 from .exceptions import CanvasError
 
@@ -29,11 +30,13 @@ Ref = int | list  # a node index, or a (nested) list of node indexes
 
 #: Signature options that describe Celery's own wiring of a canvas: the
 #: engine replaces that wiring, so they are not kept on the node.
+#: ``link_error`` is kept and sent with the task: Celery calls the errbacks of
+#: a failed task itself, old-style (``errback(task_id)``, as a task) and
+#: new-style (``errback(request, exc, traceback)``, in the worker), as it would.
 _WIRING_OPTIONS = frozenset(
     {
         "task_id",
         "link",
-        "link_error",
         "chord",
         "chain",
         "group_id",
@@ -133,14 +136,14 @@ class _Compiler:
             return self._chain(sig, parents, input)
         if isinstance(sig, _chord):
             self._check_header(sig)
-            header_ref, header_ends = self._group(sig.tasks, parents, input)
+            header_ref, header_ends = self._group(_header(sig), parents, input)
             return self.add(sig.body, header_ends, header_ref)
         if isinstance(sig, group):
             return self._group(sig.tasks, parents, input)
         return self._task(sig, parents, input)
 
     def _check_header(self, sig: _chord) -> None:
-        members = [maybe_signature(m, app=self.app) for m in sig.tasks]
+        members = [maybe_signature(m, app=self.app) for m in _header(sig)]
         if any(isinstance(m, group) for m in members):
             self.warnings.append(
                 "a group nested in a chord's header: native Celery may hand the body "
@@ -153,11 +156,16 @@ class _Compiler:
         ref, ends = input, parents
         if not sig.tasks:
             raise CanvasError("An empty chain has nothing to run.")
+        errbacks = maybe_list(sig.options.get("link_error")) or []
         for step in sig.tasks:
             # Celery runs a one-task group in a chain as that task (no list).
             step = maybe_signature(step, app=self.app)
             if isinstance(step, group) and not isinstance(step, _chord):
                 step = maybe_unroll_group(step)
+            if errbacks:  # a chain's errbacks are each step's, as Celery links them
+                step = step.clone()
+                for errback in errbacks:
+                    step.link_error(maybe_signature(errback, app=self.app).clone())
             ref, ends = self.add(step, ends, ref)
         return ref, ends
 
@@ -190,12 +198,11 @@ class _Compiler:
         return index, ends
 
     def _task(self, sig: Signature, parents: tuple, input: Ref | None) -> tuple[int, tuple]:
-        if sig.options.get("link_error"):
-            raise CanvasError(
-                f"{sig.task}: link_error callbacks are not supported in a workflow; "
-                "use the definition's on_failure hook."
-            )
-        options = {k: v for k, v in sig.options.items() if k not in _WIRING_OPTIONS}
+        options = {
+            k: v
+            for k, v in sig.options.items()
+            if k not in _WIRING_OPTIONS and not (k == "link_error" and not v)
+        }
         node = Node(
             index=len(self.nodes),
             task=sig.task,
@@ -211,6 +218,13 @@ class _Compiler:
         for callback in sig.options.get("link") or ():
             self.add(callback, (node.index,), node.index)
         return node.index, (node.index,)
+
+
+def _header(sig: _chord) -> Any:
+    """A chord's header tasks: a list, or a group when Celery built the chord
+    itself (``group | task``, as ``Task.replace`` does with a group)."""
+    header = sig.tasks
+    return header.tasks if isinstance(header, group) else header
 
 
 def resolve(ref: Ref | None, results: dict[int, Any]) -> Any:

@@ -245,10 +245,13 @@ def _status(query: str) -> str | None:
 
 
 def _label(row: dict[str, Any]) -> str:
-    """The task's short name; a foreach node says how many items, an item which one."""
+    """The task's short name; a foreach node says how many items, an item which
+    one; a task that replaced itself (Task.replace), by how many tasks."""
     name = row["task"].rsplit(".", 1)[-1]
     if row["is_map"]:
         return f"foreach {name}" + ("" if row["map_size"] is None else f" ×{row['map_size']}")
+    if row["map_size"] is not None:
+        return f"{name} → replaced by {row['map_size']}"
     if row["map_index"] is not None:
         return f"{name} [{row['map_index']}]"
     return name

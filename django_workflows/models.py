@@ -219,6 +219,10 @@ class TaskRun(models.Model):
         related_name="map_items",
     )
     map_index = models.PositiveIntegerField(_("item"), null=True, blank=True)
+    #: Task.replace: how this task run's result is read from the task runs of
+    #: the canvas it replaced itself with (its ``map_items``, ``map_size`` of
+    #: them); null when it did not replace itself.
+    replacement = models.JSONField(_("replaced by"), null=True, blank=True)
     worker = models.CharField(_("worker"), max_length=255, blank=True)
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)

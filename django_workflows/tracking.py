@@ -160,6 +160,23 @@ def guard_before_start(self: Task, task_id: str, args: Any, kwargs: Any) -> None
 _celery_before_start = Task.before_start
 
 
+def replace_in_workflow(self: Task, sig: Any) -> Any:
+    """``Task.replace`` inside a workflow: the replacement joins the run as
+    task runs under this one (tracked, resumable), instead of being sent
+    untracked. Installed as ``Task.on_replace``, Celery's hook for this.
+    """
+    request = self.request
+    run = getattr(request, RUN_HEADER, None)
+    node = getattr(request, NODE_HEADER, None)
+    if not run or node is None:  # not a task of a workflow (or a hook)
+        return _celery_on_replace(self, sig)
+    engine.task_replaced(request.id, run, sig, getattr(request, ATTEMPT_HEADER, None))
+    raise Ignore("Replaced by new task")
+
+
+_celery_on_replace = Task.on_replace
+
+
 @control_command(
     args=[("task_ids", list)],
     signature="<task_id> [task_id ...]",
@@ -187,3 +204,4 @@ def connect() -> None:
         on_internal_error, dispatch_uid=f"{uid}.internal_error", weak=False
     )
     Task.before_start = guard_before_start
+    Task.on_replace = replace_in_workflow

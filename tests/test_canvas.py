@@ -65,11 +65,19 @@ def test_link_callbacks_become_children_outside_the_result():
     assert dag.result == 2
 
 
-def test_link_error_is_refused_with_a_clear_error():
+def test_errbacks_stay_on_their_tasks_and_a_chains_go_to_each_step():
     sig = add.s(1, 2)
-    sig.link_error(collect.s())
-    with pytest.raises(CanvasError, match="link_error"):
-        compile_canvas(sig)
+    sig.link_error(collect.s("task"))
+    steps = chain(sig, add.s(3))
+    steps.link_error(collect.si("chain"))
+    nodes = compile_canvas(steps).nodes
+
+    errbacks = [[(e["task"], list(e["args"])) for e in n.options["link_error"]] for n in nodes]
+    assert errbacks == [
+        [(collect.name, ["task"]), (collect.name, ["chain"])],
+        [(collect.name, ["chain"])],
+    ]
+    assert "link_error" not in add.s(1, 2).options  # the user's signature is unchanged
 
 
 def test_not_a_canvas_is_refused():

@@ -95,3 +95,14 @@ def test_foreach_hooks_and_signals_run_inline(calls):
     assert hook.status == T.SUCCESS and hook.args == [str(hooked.pk), 3, "on_success"]
     assert ("collect", hook.args, {}) in calls()
     assert finished == [("adhoc", W.SUCCESS), ("hooked", W.SUCCESS)]
+
+
+def test_task_replace_runs_inline_and_tracked():
+    from tests.testapp.tasks import add_to_all, identity, replace_with_chain
+
+    wf = launch_canvas(chain(identity.s(42), replace_with_chain.s(), identity.s()))
+    assert wf.status == W.SUCCESS and wf.result == 42
+    assert wf.task_runs.get(task=replace_with_chain.name).map_items.count() == 2
+
+    grouped = launch_canvas(add_to_all.s([1, 2], 10))
+    assert grouped.result == [11, 12]

@@ -9,7 +9,8 @@ One module per job:
 - :mod:`.operations`: ``resume``, ``rerun_from``, ``mark_success``,
   ``relaunch``, ``cancel`` (called through the model methods).
 - :mod:`.recovery`: the recovery pass for claimed-but-unsent work, and the reaper.
-- :mod:`.send` (broker sends), :mod:`.foreach` (runtime maps), :mod:`.hooks`
+- :mod:`.send` (broker sends), :mod:`.foreach` (runtime maps), :mod:`.replace`
+  (``Task.replace`` inside a run), :mod:`.eager` (Celery's eager mode), :mod:`.hooks`
   (a definition's hooks), :mod:`.graph` (the DAG as rows and edges),
   :mod:`.counters` (the run's counters), :mod:`.transitions` (the table of
   allowed status moves), :mod:`.fastpath` (the per-task SQL writes).
@@ -32,7 +33,14 @@ The invariants each module keeps:
 
 from .launch import launch, launch_canvas
 from .operations import Plan, cancel, mark_success, relaunch, rerun_from, resume
-from .progress import hook_succeeded, task_failed, task_retrying, task_started, task_succeeded
+from .progress import (
+    hook_succeeded,
+    task_failed,
+    task_replaced,
+    task_retrying,
+    task_started,
+    task_succeeded,
+)
 from .recovery import WorkerLost, reap, recover
 
 __all__ = [
@@ -49,6 +57,7 @@ __all__ = [
     "rerun_from",
     "resume",
     "task_failed",
+    "task_replaced",
     "task_retrying",
     "task_started",
     "task_succeeded",

@@ -86,12 +86,13 @@ def rerun_from(workflow: Workflow, task_run: TaskRun | str, dry_run: bool = Fals
         lambda rows: _downstream(workflow, start, rows),
         workflow_from=allowed,
         dry_run=dry_run,
+        expand_again={start},
     )
 
 
 def _downstream(workflow: Workflow, start: uuid.UUID, rows: dict) -> set:
-    """``start``, its items if it is a foreach node (they are its work), and
-    everything downstream of them."""
+    """``start``, its items if it is a foreach node (they are its work) or its
+    replacement if it replaced itself, and everything downstream of them."""
     items = {pk for pk, row in rows.items() if row["mapped_from"] == start}
     return {start, *items, *descendants(workflow.pk, [start, *items])}
 
@@ -125,11 +126,20 @@ def mark_success(task_run: TaskRun, result: Any = None) -> TaskRun:
     return task_run
 
 
-def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) -> Plan:
+def _reopen(
+    workflow: Workflow,
+    select,
+    *,
+    workflow_from: set,
+    dry_run: bool,
+    expand_again: set = frozenset(),
+) -> Plan:
     """Put the selected task runs back to pending and send those that are ready.
 
     A selected node whose parent outside the selection has failed stays as
-    it is (upstream_failed); nodes are visited in DAG order (node index).
+    it is (upstream_failed); nodes are visited in DAG order (node index). A
+    task in ``expand_again`` that replaced itself (Task.replace) runs its
+    body again, and its old replacement goes.
     """
     rows = {
         row["id"]: row
@@ -141,6 +151,7 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
             "revoked",
             "map_size",
             "mapped_from",
+            "replacement",
         )
     }
     parents = parents_by_child(workflow.pk)
@@ -163,13 +174,16 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
         return after, waiting
 
     after, waiting = reopen(dropped=set())
-    # A foreach node whose input runs again expands again, from the new input:
-    # its old items go.
+    # A foreach node whose input runs again expands again, from the new input,
+    # and so does a task that replaced itself: the old items or replacement go.
     collapsed = {
         pk
         for pk in after
         if rows[pk]["map_size"] is not None
-        and any(p in after and rows[p]["mapped_from"] != pk for p in parents[pk])
+        and (
+            any(p in after and rows[p]["mapped_from"] != pk for p in parents[pk])
+            or (pk in expand_again and rows[pk]["replacement"] is not None)
+        )
     }
     dropped = {pk for pk, row in rows.items() if row["mapped_from"] in collapsed}
     if dropped:
@@ -229,7 +243,7 @@ def _reopen(workflow: Workflow, select, *, workflow_from: set, dry_run: bool) ->
         if dropped:
             _keep_history(dropped)
             TaskRun.objects.filter(pk__in=dropped).delete()
-            TaskRun.objects.filter(pk__in=collapsed).update(map_size=None)
+            TaskRun.objects.filter(pk__in=collapsed).update(map_size=None, replacement=None)
         by_count = defaultdict(list)
         for pk, count in waiting.items():
             by_count[count].append(pk)

@@ -30,7 +30,7 @@ from ..models import TaskAttempt, TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 from ..signals import task_run_changed, workflow_finished
-from . import counters, foreach, hooks, send
+from . import counters, foreach, hooks, replace, send
 from .fastpath import start, succeed
 from .graph import descendants
 from .transitions import ACTIVE_TASK, move_tasks, move_workflow
@@ -66,12 +66,16 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
         if not batch:
             continue
         known = send.with_inputs(batch, known)
-        sent = send.send([run for run in batch if not run.is_map], known)
+        sent = send.send([run for run in batch if not _expanded(run)], known)
         broker_error = broker_error or sent.broker_error
         for run, error in sent.unsent:
             task_failed(str(run.pk), error)
-        for run in (run for run in batch if run.is_map):
-            if run.map_size is None:
+        for run in (run for run in batch if _expanded(run)):
+            if run.replacement is not None:
+                # Its replacement has finished: the result is read from it.
+                stored = send.results_of(run.workflow_id, referenced(run.replacement))
+                value = resolve(run.replacement, stored)
+            elif run.map_size is None:
                 expansion = foreach.expand(run, resolve(run.input, known))
                 if expansion is None:
                     continue  # canceled since it was claimed: nothing to send
@@ -96,6 +100,12 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
         ) from broker_error
 
 
+def _expanded(run: TaskRun) -> bool:
+    """A foreach node, or a task that replaced itself: the engine decides its
+    outcome from the task runs it expanded into; it is never sent as is."""
+    return run.is_map or run.replacement is not None
+
+
 # -- outcomes reported by the worker ---------------------------------------------------
 
 
@@ -110,6 +120,20 @@ def task_started(
     if started:
         changed(workflow_id, [task_id], T.RUNNING)
     return started
+
+
+def task_replaced(task_id: str, workflow_id: str, signature: Any, attempt: Any = None) -> None:
+    """The task replaced itself (``Task.replace``): its replacement joins the
+    run under it (:mod:`.replace`), and the replacement's first tasks are sent."""
+    first = replace.expand(task_id, workflow_id, signature, attempt)
+    if not first:
+        return
+    changed(workflow_id, [task_id], T.PENDING)
+    changed(workflow_id, [run.pk for run in first], T.QUEUED)
+    try:
+        dispatch(first, {})
+    except BrokerUnavailable:
+        logger.exception("Could not send the replacement of task run %s", task_id)
 
 
 def task_retrying(

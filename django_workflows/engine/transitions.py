@@ -29,8 +29,11 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     T.UPSTREAM_FAILED: frozenset({T.PENDING}),  # an ancestor failed
     T.CANCELED: frozenset({T.PENDING, T.QUEUED, T.RUNNING, T.RETRYING}),  # cancel
     # resume (failure, upstream_failed, canceled) and rerun_from (success too);
-    # a foreach node, once expanded, waits for its items (queued)
-    T.PENDING: frozenset({T.FAILURE, T.UPSTREAM_FAILED, T.CANCELED, T.SUCCESS, T.QUEUED}),
+    # a foreach node, once expanded, waits for its items (queued); a task that
+    # replaced itself (Task.replace) waits for its replacement (running)
+    T.PENDING: frozenset(
+        {T.FAILURE, T.UPSTREAM_FAILED, T.CANCELED, T.SUCCESS, T.QUEUED, T.RUNNING}
+    ),
 }
 
 #: target status -> statuses a workflow may leave for it

@@ -4,7 +4,7 @@ import os
 import random
 import time
 
-from celery import Task, shared_task
+from celery import Task, chain, group, shared_task
 
 from .models import Call, Switch
 
@@ -291,3 +291,90 @@ def slow_first_attempt(self, seconds, value=None):
         time.sleep(0.05)
     time.sleep(0.3)  # the first attempt's failure is being reported
     return value
+
+
+# -- Celery's own integration tasks (celery/celery t/integration/tasks.py), rewritten ---------
+# Same names, arguments and results; each records its call (a Call row) instead of Redis.
+
+
+@shared_task(bind=True)
+def identity(self, x):
+    _record(self, (x,), {})
+    return x
+
+
+@shared_task(bind=True)
+def add3(self, x, y, z=None):
+    """Celery's ``add``: ``x + y`` (+ ``z``); lists add up as lists."""
+    _record(self, (x, y), {"z": z})
+    return x + y if z is None else x + y + z
+
+
+@shared_task(bind=True)
+def add_replaced(self, x, y):
+    _record(self, (x, y), {})
+    raise self.replace(add3.s(x, y))
+
+
+@shared_task(bind=True)
+def add_to_all(self, nums, val):
+    _record(self, (nums, val), {})
+    raise self.replace(group(*[add3.s(num, val) for num in nums]))
+
+
+@shared_task(bind=True)
+def fail_replaced(self, *args):
+    _record(self, args, {})
+    raise self.replace(fail.si(*args))
+
+
+@shared_task(bind=True)
+def replace_with_chain(self, *args, link_msg=None):
+    _record(self, args, {"link_msg": link_msg})
+    c = chain(identity.s(*args), identity.s())
+    return self.replace(c)
+
+
+@shared_task(bind=True)
+def replace_with_empty_chain(self, *_):
+    _record(self, _, {})
+    return self.replace(chain())
+
+
+@shared_task(bind=True)
+def second_order_replace1(self, state=False):
+    _record(self, ("A", state), {})
+    if not state:
+        raise self.replace(chain(second_order_replace2.s(), second_order_replace1.si(state=True)))
+
+
+@shared_task(bind=True)
+def second_order_replace2(self, state=False):
+    _record(self, ("B", state), {})
+    if not state:
+        raise self.replace(chain(identity.s("C"), second_order_replace2.si(state=True)))
+
+
+@shared_task(bind=True)
+def replace_with_gate(self, value):
+    """Replaced by ``gate(value)``: fails until the test opens the gate."""
+    _record(self, (value,), {})
+    raise self.replace(gate.s(value))
+
+
+@shared_task(bind=True)
+def errback_old_style(self, request_id):
+    """Celery's old-style errback: called as a task with the failed task's id."""
+    _record(self, (request_id,), {})
+    return request_id
+
+
+@shared_task
+def errback_new_style(request, exc, tb):
+    """Celery's new-style errback: called in the worker with the failed request
+    (Celery calls a bound task with three arguments old-style)."""
+    Call.objects.create(
+        task="errback_new_style", args=[request.id], kwargs={"exc": type(exc).__name__},
+        task_id=request.id or "", pid=os.getpid(),
+    )  # fmt: skip
+    return request.id

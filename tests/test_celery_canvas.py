@@ -1,0 +1,220 @@
+"""Celery's own canvas integration cases (celery/celery ``t/integration/test_canvas.py``),
+rewritten here: the same canvases and expected outcomes, each run natively
+and tracked on the same real worker. This module: ``Task.replace``.
+
+Expected outcomes are Celery's (``("ok", value)`` or ``("error", exception
+type)``); the tasks are ours (``tests/testapp/tasks.py``), with Celery's
+names and results (``fail`` raises ``ValueError`` where Celery's raises its
+``ExpectedException``).
+"""
+
+import pytest
+from celery import chain, chord, group
+
+from django_workflows import launch_canvas
+from django_workflows.models import TaskRunStatus as T
+from django_workflows.models import WorkflowStatus as W
+from tests.testapp.models import Call
+from tests.testapp.tasks import (
+    add3,
+    add_replaced,
+    add_to_all,
+    errback_new_style,
+    errback_old_style,
+    fail,
+    fail_replaced,
+    identity,
+    replace_with_chain,
+    replace_with_empty_chain,
+    replace_with_gate,
+    second_order_replace1,
+    tsum,
+)
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+# (Celery's test, canvas, Celery's expected outcome)
+REPLACE = [
+    (
+        "test_complex_chain",
+        lambda: add3.s(2, 2)
+        | (add3.s(4) | add_replaced.s(8) | add3.s(16) | add3.s(32))
+        | group(add3.s(i) for i in range(4)),
+        ("ok", [64, 65, 66, 67]),
+    ),
+    ("test_chain_child_replaced", lambda: chain(add_replaced.si(42, 1337), identity.s()),
+     ("ok", 1379)),
+    ("test_chain_child_replaced_then_fails", lambda: chain(add_replaced.si(42, 1337), fail.s()),
+     ("error", "ValueError")),
+    ("test_chain_child_with_errback_replaced",
+     lambda: chain(fail_replaced.si(), identity.si(42)),
+     ("error", "ValueError")),
+    ("test_task_replaced_with_chain", lambda: replace_with_chain.si(42), ("ok", 42)),
+    ("test_chain_child_replaced_with_chain_first",
+     lambda: chain(replace_with_chain.si(42), identity.s()), ("ok", 42)),
+    ("test_chain_child_replaced_with_chain_middle",
+     lambda: chain(identity.s(42), replace_with_chain.s(), identity.s()), ("ok", 42)),
+    ("test_chain_child_replaced_with_chain_last",
+     lambda: chain(identity.s(42), replace_with_chain.s()), ("ok", 42)),
+    ("test_replace_chain_with_empty_chain",
+     lambda: chain(identity.s(1), replace_with_empty_chain.s()), ("error", "ImproperlyConfigured")),
+    ("test_group_child_replaced", lambda: group(add_replaced.si(42, 1337), identity.si(31337)),
+     ("ok", [1379, 31337])),
+    ("test_group_child_replaced_with_chain_first",
+     lambda: group(replace_with_chain.si(42), identity.s(1337)), ("ok", [42, 1337])),
+    ("test_group_child_replaced_with_chain_middle",
+     lambda: group(identity.s(42), replace_with_chain.s(1337), identity.s(31337)),
+     ("ok", [42, 1337, 31337])),
+    ("test_group_child_replaced_with_chain_last",
+     lambda: group(identity.s(42), replace_with_chain.s(1337)), ("ok", [42, 1337])),
+    ("test_replace_group_in_group",
+     lambda: group([add_to_all.s([2, 1], 1), add_to_all.s([4, 3], 1)] * 3),
+     ("ok", [[3, 2], [5, 4]] * 3)),
+    ("test_group_chain",
+     lambda: add3.s(2, 2) | group(add3.s(i) for i in range(4)) | add_to_all.s(8),
+     ("ok", [12, 13, 14, 15])),
+    ("test_nested_group_chain (chord)", lambda: chord([add3.s(2, 5)], body=add_to_all.s(9)),
+     ("ok", [16])),
+    ("test_nested_group_chain (group | task)", lambda: group([add3.s(2, 5)]) | add_to_all.s(9),
+     ("ok", [16])),
+    (
+        "test_nested_chord_replaced",
+        lambda: chord(
+            [
+                chord([add3.s(1, 2), add_replaced.s(3, 4)], add_to_all.s(5)) | tsum.s(),
+                chord([add_replaced.s(6, 7), add3.s(0, 0)], add_to_all.s(8)) | tsum.s(),
+            ],
+            add_to_all.s(9),
+        ),
+        ("ok", [29, 38]),
+    ),
+]  # fmt: skip
+
+
+def native(make) -> tuple[str, object]:
+    try:
+        result = make().apply_async()
+        return "ok", result.get(timeout=30, interval=0.02, disable_sync_subtasks=False)
+    except Exception as exc:  # Celery re-raises the task's exception
+        return "error", type(exc).__name__
+
+
+def tracked(make) -> tuple[str, object]:
+    wf = launch_canvas(make()).wait(timeout=30)
+    if wf.status == W.SUCCESS:
+        return "ok", wf.result
+    failed = wf.task_runs.filter(status=T.FAILURE).order_by("node").first()
+    return "error", failed.exception_type
+
+
+@pytest.mark.parametrize("name,make,expected", REPLACE, ids=[case[0] for case in REPLACE])
+def test_replace_tracked_as_celery_runs_it(worker, name, make, expected):
+    assert native(make) == expected
+    Call.objects.all().delete()
+
+    assert tracked(make) == expected
+
+
+def test_the_replacement_is_tracked_under_the_replaced_task(worker):
+    wf = launch_canvas(chain(identity.s(42), replace_with_chain.s(), identity.s())).wait()
+
+    assert wf.status == W.SUCCESS and wf.result == 42
+    replaced = wf.task_runs.get(task=replace_with_chain.name)
+    steps = list(replaced.map_items.order_by("map_index").values_list("task", "args", "status"))
+    assert steps == [(identity.name, [42], T.SUCCESS), (identity.name, [], T.SUCCESS)]
+    assert replaced.status == T.SUCCESS and replaced.result == 42 and replaced.map_size == 2
+    assert (wf.tasks_total, wf.tasks_finished) == (5, 5)
+
+
+def test_second_order_replace_runs_in_celerys_order(worker):
+    wf = launch_canvas(second_order_replace1.s()).wait()
+
+    assert wf.status == W.SUCCESS
+    order = [(c.task, c.args) for c in Call.objects.order_by("id")]
+    assert order == [
+        ("second_order_replace1", ["A", False]),
+        ("second_order_replace2", ["B", False]),
+        ("identity", ["C"]),
+        ("second_order_replace2", ["B", True]),
+        ("second_order_replace1", ["A", True]),
+    ]
+
+
+def test_a_failed_replacement_resumes_without_running_the_replaced_task_again(worker):
+    from tests.testapp.models import Switch
+    from tests.testapp.tasks import gate
+
+    wf = launch_canvas(chain(identity.s(1), replace_with_gate.s(), identity.s())).wait()
+    assert wf.status == W.FAILURE
+    replaced = wf.task_runs.get(task=replace_with_gate.name)
+    assert replaced.status == T.UPSTREAM_FAILED
+    assert wf.task_runs.get(task=gate.name).status == T.FAILURE
+
+    Switch.objects.create(key="gate")
+    wf.resume()
+    assert wf.wait().status == W.SUCCESS and wf.result == 1
+    assert Call.objects.filter(task="replace_with_gate").count() == 1
+    assert Call.objects.filter(task="gate").count() == 2
+
+
+def test_rerun_from_a_replaced_task_replaces_it_again(worker):
+    wf = launch_canvas(chain(identity.s(7), replace_with_chain.s(), add3.s(1))).wait()
+    assert wf.result == 8
+    old = set(wf.task_runs.get(task=replace_with_chain.name).map_items.values_list("pk", flat=True))
+
+    wf.rerun_from(wf.task_runs.get(task=replace_with_chain.name))
+    assert wf.wait().status == W.SUCCESS and wf.result == 8
+
+    replaced = wf.task_runs.get(task=replace_with_chain.name)
+    new = set(replaced.map_items.values_list("pk", flat=True))
+    assert len(new) == 2 and not old & new
+    assert Call.objects.filter(task="replace_with_chain").count() == 2
+    assert (wf.tasks_total, wf.tasks_finished) == (5, 5)
+
+
+# -- link_error / on_error: Celery calls the errbacks of each failed task itself ----------
+
+ERRBACKS = [
+    # (case, canvas given an errback, failing tasks)
+    ("task on_error", lambda e: fail.s().on_error(e), 1),
+    ("group link_error, fail first", lambda e: _linked(group(fail.s(), identity.si(42)), e), 1),
+    ("group link_error, fail many",
+     lambda e: _linked(group(*[identity.si(1)] * 3, *[fail.s()] * 4), e), 4),
+    ("chain on_error", lambda e: chain(add3.s(1, 2), fail.s(), add3.s(3, 4)).on_error(e), 1),
+    ("chord link_error, body fails",
+     lambda e: _linked(chord([identity.si(1), identity.si(2)], fail.s()), e), 1),
+]  # fmt: skip
+
+
+def _linked(canvas, errback):
+    canvas.link_error(errback)
+    return canvas
+
+
+def errback_calls(task) -> list:
+    return [c.args[0] for c in Call.objects.filter(task=task.name.rsplit(".", 1)[-1])]
+
+
+@pytest.mark.parametrize("style", [errback_old_style, errback_new_style], ids=["old", "new"])
+@pytest.mark.parametrize("name,make,failing", ERRBACKS, ids=[case[0] for case in ERRBACKS])
+def test_errbacks_called_as_celery_calls_them(worker, style, name, make, failing):
+    from tests.helpers import until
+
+    assert native(lambda: make(style.s()))[0] == "error"
+    until(lambda: len(errback_calls(style)) == failing, what="the native errbacks")
+    Call.objects.all().delete()
+
+    wf = launch_canvas(make(style.s())).wait(timeout=30)
+
+    assert wf.status == W.FAILURE
+    failed = {str(pk) for pk in wf.task_runs.filter(status=T.FAILURE).values_list("pk", flat=True)}
+    until(lambda: len(errback_calls(style)) == failing, what="the tracked run's errbacks")
+    assert sorted(errback_calls(style)) == sorted(failed)
+
+
+def test_an_immutable_errback_gets_its_own_arguments(worker):
+    from tests.helpers import until
+
+    wf = launch_canvas(fail.s().on_error(errback_old_style.si("fixed"))).wait()
+    assert wf.status == W.FAILURE
+    until(lambda: errback_calls(errback_old_style) == ["fixed"], what="the errback")
