@@ -29,13 +29,28 @@ def check_definition_files(app_configs: Any = None, **kwargs: Any) -> list[check
     return messages + _unknown_tasks(workflows)
 
 
-def _unknown_tasks(workflows: list[yaml_files.YamlWorkflow]) -> list[checks.CheckMessage]:
-    """Task names this process's Celery app does not know: most likely typos.
+_importing = False
 
-    A warning only: loading never checks task names, since workers may
-    define tasks the web process never imports. A message naming a task no
+
+def _unknown_tasks(workflows: list[yaml_files.YamlWorkflow]) -> list[checks.CheckMessage]:
+    """Task names the project's Celery app does not know: most likely typos.
+
+    The app's task modules are imported first, as a worker imports them
+    (``autodiscover_tasks``, ``imports``, ``include``): ``manage.py check``
+    runs before anything else would import them. A warning only: workers
+    may define tasks the project does not list. A message naming a task no
     worker knows is dropped by Celery, and its run would wait for ever.
     """
+    global _importing
+    if not workflows or _importing:
+        # Celery's Django fixup runs the checks while the modules are imported:
+        # the outer call reports, once they are all in.
+        return []
+    _importing = True
+    try:
+        current_app.loader.import_default_modules()
+    finally:
+        _importing = False
     known = set(current_app.tasks.keys())
     return [
         checks.Warning(

@@ -22,6 +22,10 @@ DEFAULTS: dict[str, Any] = {
     #: YAML files of workflow definitions (celery-director's workflows.yml format),
     #: loaded at startup; a malformed file is reported by ``manage.py check``.
     "DEFINITION_FILES": [],
+    #: The retention pass (task ``django_workflows.retention``) keeps this many newest
+    #: runs of each workflow whose definition sets no retention (None: all of them;
+    #: celery-director's DEFAULT_RETENTION_OFFSET).
+    "RETENTION": None,
     #: Guardrails (None: no limit). A run may have at most MAX_NODES task runs,
     #: foreach items included.
     "MAX_NODES": 100_000,

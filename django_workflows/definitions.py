@@ -17,6 +17,15 @@ from .exceptions import DefinitionError, InvalidPayload, UnknownWorkflow
 
 CanvasFactory = Callable[[dict], Any]
 
+#: How a definition's tasks and hooks are called. ``PYTHON``: the canvas runs as
+#: its factory built it; hooks get ``(workflow_id, result_or_error)``.
+#: ``DIRECTOR``: as celery-director calls them (YAML files): every task and hook
+#: gets the keyword arguments ``workflow_id`` and ``payload``, the first tasks get
+#: ``None`` first (director's ``start`` task's result), the success hook ``None``
+#: (its ``end`` task's result), the failure hook no positional argument.
+PYTHON = "python"
+DIRECTOR = "director"
+
 
 @dataclass
 class Definition:
@@ -30,6 +39,12 @@ class Definition:
     #: ``on_failure(workflow_id, error)`` when a run of this definition ends.
     on_success: Any = None
     on_failure: Any = None
+    #: :data:`PYTHON` or :data:`DIRECTOR`; a DIRECTOR factory is called
+    #: ``factory(payload, workflow_id)``.
+    calling: str = PYTHON
+    #: How many of its newest runs the retention pass keeps (None: the
+    #: ``RETENTION`` setting; a negative number: all), see ``django_workflows.retention``.
+    retention: int | None = None
     _validator: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +63,18 @@ class Definition:
                 raise DefinitionError(
                     f"Workflow {self.name!r}: {hook} must be a Celery signature, got {value!r}."
                 )
+        if self.calling not in (PYTHON, DIRECTOR):
+            raise DefinitionError(
+                f"Workflow {self.name!r}: calling must be {PYTHON!r} or {DIRECTOR!r}, "
+                f"got {self.calling!r}."
+            )
+        if self.retention is not None and (
+            not isinstance(self.retention, int) or isinstance(self.retention, bool)
+        ):
+            raise DefinitionError(
+                f"Workflow {self.name!r}: retention must be a number of runs, "
+                f"got {self.retention!r}."
+            )
         if not self.description and self.factory.__doc__:
             self.description = self.factory.__doc__.strip()
 
@@ -65,8 +92,11 @@ class Definition:
                 ],
             )
 
-    def build(self, payload: Any) -> Any:
-        """Return the canvas for this payload."""
+    def build(self, payload: Any, workflow_id: Any = None) -> Any:
+        """Return the canvas for this payload (for the run ``workflow_id``, if known:
+        director-style tasks receive it; a preview has none)."""
+        if self.calling == DIRECTOR:
+            return self.factory(payload, None if workflow_id is None else str(workflow_id))
         return self.factory(payload)
 
     def example_payload(self, *, with_optional: bool = False) -> Any:
@@ -189,6 +219,7 @@ def workflow(
     description: str = "",
     on_success: Any = None,
     on_failure: Any = None,
+    retention: int | None = None,
 ) -> Callable[[CanvasFactory], CanvasFactory]:
     """Register the decorated ``payload -> canvas`` function as workflow ``name``."""
 
@@ -201,6 +232,7 @@ def workflow(
                 description=description,
                 on_success=on_success,
                 on_failure=on_failure,
+                retention=retention,
             )
         )
         return factory

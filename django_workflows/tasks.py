@@ -14,6 +14,15 @@ def reap() -> list[str]:
     return engine.reap(grace=get_setting("REAPER_GRACE"), timeout=get_setting("TASK_TIMEOUT"))
 
 
+@shared_task(name="django_workflows.retention")
+def retention() -> dict[str, int]:
+    """Delete the finished runs beyond each workflow's retention (YAML ``retention:``,
+    else ``DJANGO_WORKFLOWS["RETENTION"]``); run it from beat, e.g. daily."""
+    from .retention import apply_retention
+
+    return apply_retention()
+
+
 @shared_task(bind=True, name="django_workflows.launch_workflow")
 def launch_workflow(self, name: str, payload: dict | None = None) -> str | None:
     """Launch a registered workflow: what beat runs for a workflow schedule.

@@ -18,14 +18,15 @@ from example_project.settings import (  # noqa: E402
     VAR_DIR,
 )
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp", "tests.director"]
 
-# The demo's YAML workflows, and the test app's (celery-director's examples).
+# The demo's YAML workflows, the test app's, and celery-director's own test file.
 DJANGO_WORKFLOWS = {
     **DJANGO_WORKFLOWS,
     "DEFINITION_FILES": [
         *DJANGO_WORKFLOWS.get("DEFINITION_FILES", []),
         Path(__file__).resolve().parent / "testapp" / "workflows.yml",
+        Path(__file__).resolve().parent / "director" / "workflows.yml",
     ],
 }
 

@@ -2,7 +2,11 @@
 
 A hook is a task run of the run (``is_hook``), so it shows in the DAG with
 its own status, but it is outside the DAG's outcome: its failure never
-changes the run's. It is called ``hook(workflow_id, result_or_error, *args)``.
+changes the run's. A definition written in Python has it called
+``hook(workflow_id, result_or_error, *args)``; one from a YAML file as
+celery-director calls it: ``hook(None, workflow_id=..., payload=...)`` on success
+(director links it after its ``end`` task, whose result is None) and
+``hook(workflow_id=..., payload=...)`` on failure.
 """
 
 import uuid
@@ -11,8 +15,8 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
-from ..definitions import registry
-from ..models import TaskRun
+from ..definitions import DIRECTOR, registry
+from ..models import TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 
@@ -27,12 +31,19 @@ def create(workflow_id: Any, name: str, status: str, result: Any) -> TaskRun | N
     if not hook:
         return None
     last = TaskRun.objects.filter(workflow_id=workflow_id).aggregate(last=Max("node"))["last"]
+    if definition.calling == DIRECTOR:
+        payload = Workflow.objects.filter(pk=workflow_id).values_list("payload", flat=True)[0]
+        args = [None] if status == W.SUCCESS else []
+        kwargs = {**hook.kwargs, "workflow_id": str(workflow_id), "payload": payload}
+    else:
+        args = [str(workflow_id), _argument(workflow_id, status, result)]
+        kwargs = dict(hook.kwargs)
     return TaskRun.objects.create(
         workflow_id=workflow_id,
         node=last + 1,
         task=hook.task,
-        args=[str(workflow_id), _argument(workflow_id, status, result), *hook.args],
-        kwargs=dict(hook.kwargs),
+        args=[*args, *hook.args],
+        kwargs=kwargs,
         options={k: v for k, v in hook.options.items() if k in ("queue", "priority")},
         is_hook=True,
         status=T.QUEUED,

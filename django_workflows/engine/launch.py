@@ -59,9 +59,11 @@ def launch(
         return existing
     check_payload(name, payload)
     definition.validate(payload)
-    graph = compile_canvas(definition.build(payload))
+    workflow_id = uuid.uuid4()  # director-style tasks are given it as an argument
+    graph = compile_canvas(definition.build(payload, workflow_id))
     return create(
         graph,
+        id=workflow_id,
         name=name,
         payload=payload,
         user=user,

@@ -20,6 +20,7 @@ from .errors import (
     E_STRUCTURE,
     E_SYNTAX,
     E_UNEXPECTED,
+    W_LEGACY_SCHEDULE,
     W_QUEUE_CUSTOMS,
     LoadError,
 )
@@ -40,14 +41,33 @@ logger = logging.getLogger(__name__)
 
 _NAME_MAX = 200 - len(SCHEDULE_SUFFIX)  # PeriodicTask.name and Workflow.name hold 200
 _TYPES = ("task", "group", "chain", "foreach")
-_WORKFLOW_KEYS = ("tasks", "description", "queue", "hooks", "schema", "periodic")
+_WORKFLOW_KEYS = ("tasks", "description", "queue", "hooks", "schema", "periodic", "retention")
 _TASK_KEYS = ("type", "args", "kwargs", "options")
 _FOREACH_KEYS = ("type", "task", "args", "kwargs", "options")
 _CANVAS_KEYS = ("type", "tasks")
 _QUEUE_KEYS = ("default", "customs")
 _HOOK_KEYS = ("success", "failure")
-_PERIODIC_KEYS = ("interval", "crontab", "payload", "overlap", "timezone")
+_PERIODIC_KEYS = ("interval", "crontab", "payload", "overlap", "timezone", "schedule")
 _CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+#: The order of director's deprecated ``schedule:`` crontab string (director < 0.4).
+_LEGACY_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+#: What django-celery-beat's CrontabSchedule holds of each field.
+_CRONTAB_MAX = {
+    "minute": 240,
+    "hour": 96,
+    "day_of_month": 124,
+    "month_of_year": 64,
+    "day_of_week": 64,
+}
+_LABELS = {
+    "minute": "minute",
+    "hour": "hour",
+    "day_of_month": "day-of-month",
+    "month_of_year": "month",
+    "day_of_week": "day-of-week",
+}
+#: The keyword arguments every task of a YAML workflow receives, as in director.
+_RESERVED_KWARGS = ("workflow_id", "payload")
 
 
 def _is_number(value: Any) -> bool:
@@ -231,6 +251,7 @@ class _FileChecker:
         self.customs_warnings(body, steps, hooks, path, line)
         schema, schema_file = self.schema(body, path, line)
         periodic = self.periodic(body, path, line, schema)
+        retention = self.retention(body, path, line)
         if len(self.errors) > errors_before and any(
             not e.is_warning for e in self.errors[errors_before:]
         ):
@@ -247,6 +268,7 @@ class _FileChecker:
             schema=schema,
             schema_file=schema_file,
             periodic=periodic,
+            retention=retention,
         )
 
     # -- tasks
@@ -367,13 +389,15 @@ class _FileChecker:
                 f"kwargs must be a mapping of names to values, got {describe(kwargs)}.",
             )
         else:
-            if "payload" in kwargs:
-                self.error(
-                    E_STRUCTURE,
-                    _at(_at(path, "kwargs"), "payload"),
-                    key_line(kwargs, "payload", line),
-                    "payload is reserved: every task receives the run's payload under that name.",
-                )
+            for name in _RESERVED_KWARGS:
+                if name in kwargs:
+                    self.error(
+                        E_STRUCTURE,
+                        _at(_at(path, "kwargs"), name),
+                        key_line(kwargs, name, line),
+                        f"{name} is reserved: as in celery-director, every task receives "
+                        "the run's workflow_id and payload under these names.",
+                    )
             self.json(kwargs, _at(path, "kwargs"), key_line(spec, "kwargs", line))
         opath, oline = _at(path, "options"), key_line(spec, "options", line)
         if self.mapping(options, opath, oline, _OPTIONS, "options"):
@@ -587,37 +611,30 @@ class _FileChecker:
                     E_PERIODIC,
                     ppath,
                     key_line(value, key, pline),
-                    f"unknown key {key!r}; periodic takes {', '.join(_PERIODIC_KEYS)}.",
+                    f"unknown key {key!r}; periodic takes {', '.join(_PERIODIC_KEYS[:-1])}.",
                 )
-        kinds = [k for k in ("interval", "crontab") if k in value]
+        kinds = [k for k in ("interval", "crontab", "schedule") if k in value]
         if len(kinds) != 1:
             self.error(
                 E_PERIODIC,
                 ppath,
                 pline,
-                "periodic needs either interval (seconds) or crontab, not both."
+                f"periodic needs either interval (seconds) or crontab, not {' and '.join(kinds)}."
                 if kinds
                 else "periodic needs interval (seconds) or crontab.",
             )
         periodic = Periodic()
+        if "schedule" in value:
+            self.legacy_schedule(
+                value["schedule"],
+                periodic,
+                _at(ppath, "schedule"),
+                key_line(value, "schedule", pline),
+            )
         if "interval" in value:
-            interval = value["interval"]
-            if not _is_number(interval) or not math.isfinite(interval) or interval <= 0:
-                self.error(
-                    E_PERIODIC,
-                    _at(ppath, "interval"),
-                    key_line(value, "interval", pline),
-                    f"interval is a positive number of seconds, got {describe(interval)}.",
-                )
-            elif interval * 1_000_000 < 1:
-                self.error(
-                    E_PERIODIC,
-                    _at(ppath, "interval"),
-                    key_line(value, "interval", pline),
-                    "interval is shorter than a microsecond.",
-                )
-            else:
-                periodic.interval = interval
+            periodic.interval = self.interval(
+                value["interval"], _at(ppath, "interval"), key_line(value, "interval", pline)
+            )
         if "crontab" in value:
             periodic.crontab = self.crontab(
                 value["crontab"], _at(ppath, "crontab"), key_line(value, "crontab", pline)
@@ -647,36 +664,116 @@ class _FileChecker:
                     f"the payload does not fit the workflow's schema: {where}: {error.message}",
                 )
         periodic.payload = payload
-        return periodic if len(self.errors) == before else None
+        return None if any(not e.is_warning for e in self.errors[before:]) else periodic
 
-    def crontab(self, value: Any, path: Path_, line: int | None) -> tuple | None:
-        from django.core.exceptions import ValidationError
-        from django_celery_beat import validators
+    def interval(self, value: Any, path: Path_, line: int | None) -> float | None:
+        if not _is_number(value) or not math.isfinite(value) or value <= 0:
+            self.error(
+                E_PERIODIC,
+                path,
+                line,
+                f"interval is a positive number of seconds, got {describe(value)}.",
+            )
+        elif value * 1_000_000 < 1:
+            self.error(E_PERIODIC, path, line, "interval is shorter than a microsecond.")
+        else:
+            return value
+        return None
+
+    def crontab(
+        self, value: Any, path: Path_, line: int | None, order: tuple = _CRONTAB_FIELDS
+    ) -> tuple | None:
+        """The five fields (in beat's order), each parsed as Celery's ``crontab`` parses it."""
+        from celery.schedules import ParseException, crontab
 
         if not isinstance(value, str) or len(value.split()) != 5:
             self.error(
                 E_PERIODIC,
                 path,
                 line,
-                'crontab is a string of 5 fields, "minute hour day-of-month month '
-                f'day-of-week" (e.g. "0 */3 * * *"), got {describe(value)}.',
+                f'{path[-1]} is a string of 5 fields, "{" ".join(_LABELS[f] for f in order)}" '
+                f'(e.g. "0 */3 * * *"), got {describe(value)}.',
             )
             return None
-        fields = tuple(value.split())
+        fields = dict(zip(order, value.split(), strict=True))
         ok = True
-        for name, text in zip(_CRONTAB_FIELDS, fields, strict=True):
+        for name in _CRONTAB_FIELDS:
+            text = fields[name]
             try:
-                getattr(validators, f"{name}_validator")(text)
-            except (ValidationError, ValueError) as exc:
-                reason = "; ".join(getattr(exc, "messages", [str(exc)]))
+                crontab(**{name: text})
+                if len(text) > _CRONTAB_MAX[name]:
+                    raise ValueError(f"longer than {_CRONTAB_MAX[name]} characters")
+            except (ValueError, ParseException) as exc:
                 self.error(
                     E_PERIODIC,
                     path,
                     line,
-                    f"invalid {name.replace('_', ' ')} {text!r} in {value!r}: {reason}",
+                    f"invalid {name.replace('_', ' ')} {text!r} in {value!r}: {exc}",
                 )
                 ok = False
-        return fields if ok else None  # type: ignore[return-value]
+        return tuple(fields[name] for name in _CRONTAB_FIELDS) if ok else None
+
+    def legacy_schedule(
+        self, value: Any, periodic: Periodic, path: Path_, line: int | None
+    ) -> None:
+        """director's deprecated ``schedule:``: seconds, or a crontab in its own field order.
+
+        Read as director reads it (a number, or text that is a number, is an
+        interval; anything else a crontab "minute hour day-of-week day-of-month
+        month"), and warned about with the key to use instead.
+        """
+        periodic.legacy = value
+        seconds = None
+        if not isinstance(value, bool):
+            try:
+                seconds = float(value)
+            except (TypeError, ValueError):
+                pass
+        if seconds is not None:
+            periodic.interval = self.interval(seconds, path, line)
+            instead = f"interval: {value}"
+            note = "Rename schedule to interval."
+        else:
+            periodic.crontab = self.crontab(value, path, line, order=_LEGACY_FIELDS)
+            if periodic.crontab is None:
+                return
+            instead = f'crontab: "{" ".join(periodic.crontab)}"'
+            note = (
+                "celery-director's schedule reads a crontab as \"minute hour day_of_week "
+                'day_of_month month_of_year", crontab as "minute hour day_of_month '
+                "month_of_year day_of_week\": move the day of week to the end (director's "
+                'example: "0 12 1 * *" becomes "0 12 * * 1", 12:00 on Mondays).'
+            )
+        self.error(
+            W_LEGACY_SCHEDULE,
+            path,
+            line,
+            f"schedule is deprecated (celery-director < 0.4): write {instead} instead; "
+            "this file is read as before meanwhile.",
+            hint=note,
+        )
+
+    def retention(self, body: dict, path: Path_, line: int | None) -> int | None:
+        """director's ``retention: {offset: N}``: keep the newest N runs of the workflow."""
+        value = body.get("retention")
+        if value is None:
+            return None
+        rpath, rline = _at(path, "retention"), key_line(body, "retention", line)
+        if not self.mapping(value, rpath, rline, ("offset",), "retention"):
+            return None
+        offset = value.get("offset")
+        if offset is None:
+            return None
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            self.error(
+                E_STRUCTURE,
+                _at(rpath, "offset"),
+                key_line(value, "offset", rline),
+                "offset is the number of newest runs to keep (negative: all), "
+                f"got {describe(offset)}.",
+            )
+            return None
+        return offset
 
     def timezone(self, value: Any, path: Path_, line: int | None) -> str | None:
         import zoneinfo

@@ -14,6 +14,8 @@ E_CONFLICT = "django_workflows.E008"  # a name defined twice
 E_UNEXPECTED = "django_workflows.E009"  # a bug of the loader itself, reported, not raised
 W_QUEUE_CUSTOMS = "django_workflows.W001"  # queue customs name a task the workflow lacks
 W_UNKNOWN_TASK = "django_workflows.W002"  # a task this process's Celery app does not know
+# W003 is the memory:// broker warning of django_workflows.checks
+W_LEGACY_SCHEDULE = "django_workflows.W004"  # periodic: schedule, director's deprecated key
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import celery
 from celery import current_app
 
 from ..canvas import foreach
-from ..definitions import Definition
+from ..definitions import DIRECTOR, Definition
 
 #: Beat's name of the schedule a YAML workflow's ``periodic:`` makes.
 SCHEDULE_SUFFIX = " (YAML)"
@@ -47,13 +47,18 @@ Step = TaskSpec | ForeachSpec | CanvasSpec
 
 @dataclass
 class Periodic:
-    """When beat launches the workflow, and with which payload."""
+    """When beat launches the workflow, and with which payload.
+
+    ``legacy`` is the value of director's deprecated ``schedule:`` key it was
+    read from, if it was.
+    """
 
     payload: Any = field(default_factory=dict)
     interval: float | None = None
     crontab: tuple[str, str, str, str, str] | None = None  # m h dom moy dow
     timezone: str | None = None
     overlap: str = "allow"
+    legacy: Any = None
 
 
 @dataclass
@@ -71,6 +76,8 @@ class YamlWorkflow:
     schema: dict | None = None
     schema_file: Path | None = None
     periodic: Periodic | None = None
+    #: director's ``retention: {offset: N}``: keep the newest N runs (None: the setting's).
+    retention: int | None = None
 
     def task_names(self) -> set[str]:
         """Every Celery task name the workflow sends, hooks included."""
@@ -80,32 +87,46 @@ class YamlWorkflow:
         """Director's routing: a task's custom queue, else the workflow's default."""
         return self.queue_customs.get(task, self.queue)
 
-    def build(self, payload: Any) -> Any:
-        """The canvas of one run: a chain of the steps, each task given ``payload=``."""
-        return _chain([self._build(step, payload) for step in self.steps])
+    def build(self, payload: Any, workflow_id: str | None = None) -> Any:
+        """The canvas of one run, called as director calls it.
 
-    def _build(self, step: Step, payload: Any) -> Any:
+        Each task gets the keyword arguments ``workflow_id`` and ``payload``; the
+        first step(s) get ``None`` as first argument, the result of director's
+        ``start`` task that its chains begin with; the others get their previous
+        step's result(s), as Celery's chain gives them.
+        """
+        kwargs = {"workflow_id": workflow_id, "payload": payload}
+        return _chain(
+            [self._build(step, kwargs, first=i == 0) for i, step in enumerate(self.steps)]
+        )
+
+    def _build(self, step: Step, kwargs: dict, first: bool) -> Any:
         if isinstance(step, TaskSpec):
-            return self._signature(step, payload)
+            return self._signature(step, kwargs, first)
         if isinstance(step, ForeachSpec):
-            return foreach(self._signature(step.task, payload))
-        members = [self._build(member, payload) for member in step.steps]
+            return foreach(self._signature(step.task, kwargs, first=False))
         if step.kind == "chain":
-            return _chain(members)
+            return _chain(
+                [self._build(s, kwargs, first and i == 0) for i, s in enumerate(step.steps)]
+            )
+        members = [self._build(member, kwargs, first) for member in step.steps]
         # Celery (so director) runs a group of one task in a chain as that task:
         # the next step gets its result, not a one-item list.
         return members[0] if len(members) == 1 else celery.group(members)
 
-    def _signature(self, spec: TaskSpec, payload: Any) -> Any:
+    def _signature(self, spec: TaskSpec, kwargs: dict, first: bool) -> Any:
         options = copy.deepcopy(spec.options)
         queue = self.queue_for(spec.task)
         if queue and "queue" not in options:
             options["queue"] = queue
-        kwargs = {**copy.deepcopy(spec.kwargs), "payload": payload}
-        return celery.signature(spec.task, args=copy.deepcopy(spec.args), kwargs=kwargs, **options)
+        args = [None, *spec.args] if first else spec.args
+        kwargs = {**spec.kwargs, **kwargs}
+        return celery.signature(
+            spec.task, args=copy.deepcopy(args), kwargs=copy.deepcopy(kwargs), **options
+        )
 
     def hook(self, outcome: str) -> Any:
-        """The on_success / on_failure signature: ``hook(workflow_id, result_or_error)``."""
+        """The on_success / on_failure signature; the engine adds director's arguments."""
         task = self.hooks.get(outcome)
         if not task:
             return None
@@ -115,8 +136,8 @@ class YamlWorkflow:
     def definition(self) -> Definition:
         """The registry entry of this workflow."""
 
-        def factory(payload: Any) -> Any:
-            return self.build(payload)
+        def factory(payload: Any, workflow_id: str | None = None) -> Any:
+            return self.build(payload, workflow_id)
 
         # Registry error messages name a factory by module and qualname.
         factory.__module__ = str(self.file)
@@ -130,6 +151,8 @@ class YamlWorkflow:
             description=self.description,
             on_success=self.hook("success"),
             on_failure=self.hook("failure"),
+            calling=DIRECTOR,
+            retention=self.retention,
         )
 
 

@@ -180,10 +180,13 @@ def load(self, *args, **kwargs):
 
 @shared_task(bind=True, name="RANDOM")
 def random_number(self, *args, **kwargs):
-    """A "random" number of the payload's range, seeded so tests know it."""
+    """A "random" number of the payload's range (director's default: 0 to 10),
+    seeded so tests know it."""
     _record(self, args, kwargs)
     payload = kwargs["payload"]
-    return random.Random(payload.get("seed", 0)).randint(payload["start"], payload["end"])
+    return random.Random(payload.get("seed", 0)).randint(
+        payload.get("start", 0), payload.get("end", 10)
+    )
 
 
 @shared_task(bind=True, name="ADD_RANDOMS")
@@ -216,13 +219,6 @@ def scale(self, *args, factor=1, **kwargs):
     """One positional value (a foreach item) times ``factor``."""
     _record(self, args, {"factor": factor, **kwargs})
     return args[0] * factor
-
-
-@shared_task(bind=True, name="NOTIFY")
-def notify(self, *args, **kwargs):
-    """A director-style hook: records what the engine gave it."""
-    _record(self, args, kwargs)
-    return None
 
 
 @shared_task(bind=True, ignore_result=True)

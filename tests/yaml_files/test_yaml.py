@@ -75,29 +75,30 @@ def test_the_configured_files_load_cleanly_after_the_workflows_modules():
     assert {"arith", "etl"} <= names  # workflows.py modules still there
     etl = registry.get("example.ETL")
     assert etl.description == "Extract numbers, multiply them, load them."
-    assert etl.on_success.task == "NOTIFY" and etl.on_failure.task == "NOTIFY"
+    assert etl.on_success.task == "SUCCESS_HANDLER" and etl.on_failure.task == "ERROR_HANDLER"
     # director's schema rule: a name without extension is schemas/NAME.json
     assert registry.get("example.RANDOMS").schema["required"] == ["start", "end"]
 
 
 def test_director_chain_compiles_to_a_chain_with_the_payload_everywhere():
     payload = {"numbers": [1, 2]}
-    dag = dag_of("example.ETL", payload)
+    dag = compile_canvas(registry.get("example.ETL").build(payload, "run-1"))
 
+    kwargs = {"workflow_id": "run-1", "payload": payload}
     assert [(n.task, n.args, n.kwargs, n.input, n.parents) for n in dag.nodes] == [
-        ("EXTRACT", [], {"payload": payload}, None, []),
-        ("TRANSFORM", [], {"payload": payload}, 0, [0]),
-        ("LOAD", [], {"payload": payload}, 1, [1]),
+        ("EXTRACT", [None], kwargs, None, []),  # director's start task gave None
+        ("TRANSFORM", [], kwargs, 0, [0]),
+        ("LOAD", [], kwargs, 1, [1]),
     ]
     assert dag.result == 2
 
 
 def test_a_group_hands_the_list_of_its_results_to_the_next_task():
     dag = dag_of("example.RANDOMS", {"start": 1, "end": 9})
-    assert [(n.task, n.input) for n in dag.nodes] == [
-        ("RANDOM", None),
-        ("RANDOM", None),
-        ("ADD_RANDOMS", [0, 1]),
+    assert [(n.task, n.args, n.input) for n in dag.nodes] == [
+        ("RANDOM", [None], None),
+        ("RANDOM", [None], None),
+        ("ADD_RANDOMS", [], [0, 1]),
     ]
 
 
@@ -118,7 +119,7 @@ def test_foreach_compiles_to_a_map_node_with_its_args_kwargs_and_options():
     dag = dag_of("example.FOREACH", {"numbers": [1]})
     scale = dag.nodes[1]
     assert (scale.task, scale.map, scale.input) == ("SCALE", True, 0)
-    assert scale.kwargs == {"factor": 2, "payload": {"numbers": [1]}}
+    assert scale.kwargs == {"factor": 2, "workflow_id": None, "payload": {"numbers": [1]}}
     assert scale.options == {"priority": 5}
     assert (dag.nodes[2].task, dag.nodes[2].input) == ("TOTAL", 1)
 
@@ -153,13 +154,14 @@ class TestEndToEnd:
 
         assert wf.status == W.SUCCESS
         assert wf.result == {"loaded": 3, "total": 60}
-        until(lambda: Call.objects.filter(task="NOTIFY").exists(), what="the hook")
+        until(lambda: Call.objects.filter(task="SUCCESS_HANDLER").exists(), what="the hook")
+        kwargs = {"workflow_id": str(wf.pk), "payload": payload}
         assert ran(wf) == {
-            "EXTRACT": [([], {"payload": payload})],  # first: no positional argument
-            "TRANSFORM": [([[1, 2, 3]], {"payload": payload})],
-            "LOAD": [([[10, 20, 30]], {"payload": payload})],
-            # the success hook: hook(workflow_id, result)
-            "NOTIFY": [([str(wf.pk), {"loaded": 3, "total": 60}], {})],
+            "EXTRACT": [([None], kwargs)],  # first: None, director's start task's result
+            "TRANSFORM": [([[1, 2, 3]], kwargs)],
+            "LOAD": [([[10, 20, 30]], kwargs)],
+            # the success hook, linked after director's end task (result None)
+            "SUCCESS_HANDLER": [([None], kwargs)],
         }
 
     def test_director_group_example(self, worker):
@@ -169,8 +171,9 @@ class TestEndToEnd:
 
         assert wf.status == W.SUCCESS and wf.result == 2 * number
         calls = ran(wf)
-        assert calls["RANDOM"] == [([], {"payload": payload})] * 2
-        assert calls["ADD_RANDOMS"] == [([[number, number]], {"payload": payload})]
+        kwargs = {"workflow_id": str(wf.pk), "payload": payload}
+        assert calls["RANDOM"] == [([None], kwargs)] * 2
+        assert calls["ADD_RANDOMS"] == [([[number, number]], kwargs)]
 
     def test_nested_group_and_chain(self, worker):
         payload = {"numbers": [1, 2, 3], "tag": "nested"}
@@ -180,10 +183,11 @@ class TestEndToEnd:
         # [TOTAL(TRANSFORM) = 60, COUNT = 3, TOTAL = 6], then the payload's tag
         assert wf.result == {"parts": [60, 3, 6], "tag": "nested"}
         calls = ran(wf)
-        assert calls["TRANSFORM"] == [([[1, 2, 3]], {"payload": payload})]
+        kwargs = {"workflow_id": str(wf.pk), "payload": payload}
+        assert calls["TRANSFORM"] == [([[1, 2, 3]], kwargs)]
         assert sorted(args for args, _ in calls["TOTAL"]) == [[[1, 2, 3]], [[10, 20, 30]]]
-        assert calls["COUNT"] == [([[1, 2, 3]], {"payload": payload})]
-        assert calls["JOIN"] == [([[60, 3, 6]], {"payload": payload})]
+        assert calls["COUNT"] == [([[1, 2, 3]], kwargs)]
+        assert calls["JOIN"] == [([[60, 3, 6]], kwargs)]
         assert wf.tasks_total == 6
 
     def test_foreach(self, worker):
@@ -194,13 +198,15 @@ class TestEndToEnd:
         assert sorted(args[0] for args, _ in scaled) == [1, 2, 3]
         assert all(kwargs["factor"] == 2 for _, kwargs in scaled)
 
-    def test_the_failure_hook_gets_the_error(self, worker):
+    def test_the_failure_hook_is_called_as_director_calls_it(self, worker):
         # LOAD cannot sum strings
         wf = launch("example.ETL", {"numbers": "abc"}).wait(timeout=30)
 
         assert wf.status == W.FAILURE
-        hook = until(lambda: Call.objects.filter(task="NOTIFY").first(), what="the hook")
-        assert hook.args[0] == str(wf.pk)
+        hook = until(lambda: Call.objects.filter(task="ERROR_HANDLER").first(), what="the hook")
+        assert (hook.args, hook.kwargs) == ([], {"workflow_id": str(wf.pk), "payload": {
+            "numbers": "abc"}})  # fmt: skip
+        assert not Call.objects.filter(task="SUCCESS_HANDLER").exists()
 
 
 # -- queue, options, args, kwargs ---------------------------------------------------------------
@@ -235,12 +241,13 @@ def test_queue_default_customs_and_per_task_options_end_up_on_the_nodes(loaded):
     )
     assert errors == []
     dag = dag_of("routed.FLOW", {"p": 1})
+    run = {"workflow_id": None, "payload": {"p": 1}}  # no run id in a preview
     assert [(n.task, n.args, n.kwargs, n.options) for n in dag.nodes] == [
-        ("EXTRACT", [], {"payload": {"p": 1}}, {"queue": "main"}),
-        ("TRANSFORM", [], {"payload": {"p": 1}}, {"queue": "heavy"}),
-        ("SCALE", [3], {"factor": 2, "payload": {"p": 1}}, {"queue": "urgent", "priority": 9,
-                                                            "countdown": 1.5}),
-        ("LOAD", [], {"payload": {"p": 1}}, {"queue": "main"}),
+        ("EXTRACT", [None], run, {"queue": "main"}),
+        ("TRANSFORM", [], run, {"queue": "heavy"}),
+        ("SCALE", [3], {"factor": 2, **run}, {"queue": "urgent", "priority": 9,
+                                              "countdown": 1.5}),
+        ("LOAD", [], run, {"queue": "main"}),
     ]  # fmt: skip
     # as in Celery and director, a group of one task is that task: no one-item list
     assert dag.result == 3
@@ -265,10 +272,11 @@ def test_foreach_by_task_name_and_every_build_is_new(loaded):
     )
     assert errors == []
     dag = dag_of("map.IT", {"a": 1})
+    run = {"workflow_id": None, "payload": {"a": 1}}
     assert [(n.task, n.map, n.input, n.kwargs) for n in dag.nodes] == [
-        ("EXTRACT", False, None, {"payload": {"a": 1}}),
-        ("SCALE", True, 0, {"payload": {"a": 1}}),
-        ("SCALE", True, 1, {"factor": 3, "payload": {"a": 1}}),
+        ("EXTRACT", False, None, run),
+        ("SCALE", True, 0, run),
+        ("SCALE", True, 1, {"factor": 3, **run}),
     ]
     definition = registry.get("map.IT")
     first = definition.build({"a": 1})
@@ -616,12 +624,25 @@ ERRORS = {
           tasks: [A]
           periodic:
             interval: 5
-            schedule: "* * * * *"
+            every: "* * * * *"
         """,
         "E006",
         "example.X > periodic",
-        "unknown key 'schedule'",
+        "unknown key 'every'; periodic takes interval, crontab, payload, overlap, timezone",
         5,
+    ),
+    "periodic interval and legacy schedule": (
+        """
+        example.X:
+          tasks: [A]
+          periodic:
+            interval: 5
+            schedule: 5
+        """,
+        "E006",
+        "example.X > periodic",
+        "periodic needs either interval (seconds) or crontab, not interval and schedule",
+        3,
     ),
     "name without dot": (
         "ETL:\n  tasks: [A]\n",
