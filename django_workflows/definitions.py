@@ -13,6 +13,7 @@ import jsonschema
 from celery.canvas import Signature
 from jsonschema.validators import validator_for
 
+from .codec import round_trip
 from .exceptions import DefinitionError, InvalidPayload, UnknownWorkflow
 
 CanvasFactory = Callable[[dict], Any]
@@ -46,6 +47,16 @@ class Definition:
     #: ``RETENTION`` setting; a negative number: all), see ``django_workflows.retention``.
     retention: int | None = None
     _validator: Any = field(default=None, repr=False, compare=False)
+
+    def hooks(self) -> dict[str, Any]:
+        """The hooks as a run stores them at launch (JSON: signatures as dicts)."""
+        return round_trip(
+            {
+                "calling": self.calling,
+                "on_success": self.on_success and dict(self.on_success),
+                "on_failure": self.on_failure and dict(self.on_failure),
+            }
+        )
 
     def __post_init__(self) -> None:
         if self.schema is not None:

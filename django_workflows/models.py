@@ -84,6 +84,10 @@ class Workflow(models.Model):
         on_delete=models.SET_NULL,
         related_name="relaunches",
     )
+    #: The definition's hooks as they were at launch (``calling``, ``on_success``,
+    #: ``on_failure``): the run ends with these, whichever process finishes it
+    #: and whatever its registry holds then. Null for an ad-hoc run.
+    hooks = models.JSONField(_("hooks"), null=True, blank=True, editable=False)
     # Counters kept by the engine so that "is the run done?" never scans tasks.
     tasks_total = models.PositiveIntegerField(_("tasks"), default=0)
     tasks_finished = models.PositiveIntegerField(_("tasks finished"), default=0)

@@ -22,29 +22,36 @@ from ..models import WorkflowStatus as W
 
 
 def create(workflow_id: Any, name: str, status: str, result: Any) -> TaskRun | None:
-    """Save the hook of definition ``name`` for a run that ended ``status``, queued.
+    """Save the hook of run ``workflow_id`` (of definition ``name``) for its
+    ending ``status``, queued. Returns None when there is no hook for that outcome.
 
-    Returns None when the definition has no hook for that outcome.
+    The hooks are those the run stored at launch; a run launched before runs
+    stored them takes its definition's from this process's registry.
     """
-    definition = registry.find(name)
-    hook = definition and (definition.on_success if status == W.SUCCESS else definition.on_failure)
+    run = Workflow.objects.filter(pk=workflow_id).values("hooks", "payload").get()
+    hooks = run["hooks"]
+    if hooks is None:
+        definition = registry.find(name)
+        hooks = definition.hooks() if definition else {}
+    hook = hooks.get("on_success" if status == W.SUCCESS else "on_failure")
     if not hook:
         return None
+    hook_kwargs = hook.get("kwargs") or {}
     last = TaskRun.objects.filter(workflow_id=workflow_id).aggregate(last=Max("node"))["last"]
-    if definition.calling == DIRECTOR:
-        payload = Workflow.objects.filter(pk=workflow_id).values_list("payload", flat=True)[0]
+    if hooks.get("calling") == DIRECTOR:
         args = [None] if status == W.SUCCESS else []
-        kwargs = {**hook.kwargs, "workflow_id": str(workflow_id), "payload": payload}
+        kwargs = {**hook_kwargs, "workflow_id": str(workflow_id), "payload": run["payload"]}
     else:
         args = [str(workflow_id), _argument(workflow_id, status, result)]
-        kwargs = dict(hook.kwargs)
+        kwargs = dict(hook_kwargs)
+    options = hook.get("options") or {}
     return TaskRun.objects.create(
         workflow_id=workflow_id,
         node=last + 1,
-        task=hook.task,
-        args=[*args, *hook.args],
+        task=hook["task"],
+        args=[*args, *(hook.get("args") or [])],
         kwargs=kwargs,
-        options={k: v for k, v in hook.options.items() if k in ("queue", "priority")},
+        options={k: v for k, v in options.items() if k in ("queue", "priority")},
         is_hook=True,
         status=T.QUEUED,
         queued_at=timezone.now(),

@@ -70,6 +70,7 @@ def launch(
         idempotency_key=idempotency_key or "",
         relaunched_from=relaunched_from,
         schedule=schedule,
+        hooks=definition.hooks(),
     )
 
 

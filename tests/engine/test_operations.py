@@ -324,6 +324,21 @@ def test_hooks_receive_the_result_or_the_error_and_are_recorded(worker, calls):
     assert ok.tasks_total == 2  # the hook is not a node of the DAG
 
 
+def test_a_run_ends_with_the_hooks_it_was_launched_with(worker, calls, sender_dies):
+    """Whatever the registry of the process that finishes it holds then."""
+    wf = launch("hooked", {})
+    assert wf.hooks["on_success"]["task"].endswith("collect")
+    # Renamed: the worker's registry has no such workflow (nor its hooks).
+    Workflow.objects.filter(pk=wf.pk).update(name="hooked.renamed")
+    sender_dies()
+    from django_workflows.engine import recover
+
+    recover(grace=0)
+    wf.wait()
+    hook = until(lambda: wf.task_runs.filter(is_hook=True, status=T.SUCCESS).first())
+    assert hook.args == [str(wf.pk), 3, "on_success"]
+
+
 def test_a_failing_hook_never_changes_the_outcome(worker):
     wf = launch("bad_hook", {}).wait()
     hook = until(lambda: wf.task_runs.filter(is_hook=True, status=T.FAILURE).first())
