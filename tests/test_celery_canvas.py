@@ -91,6 +91,46 @@ REPLACE = [
 ]  # fmt: skip
 
 
+# Cases of Celery's test_chain / test_group / test_chord without Task.replace.
+CANVAS = [
+    ("test_single_chain", lambda: chain(add3.s(3, 4)), ("ok", 7)),
+    ("test_chain_of_chain_with_a_single_task", lambda: chain([chain(identity.s(42))]), ("ok", 42)),
+    ("test_chain_inside_group_receives_arguments",
+     lambda: add3.s(5, 6) | group((add3.s(1) | add3.s(2), add3.s(3))), ("ok", [14, 14])),
+    ("test_empty_header_chord (chord)", lambda: chord([], body=add_to_all.s(9)), ("ok", [])),
+    ("test_empty_header_chord (group | task)", lambda: group([]) | add_to_all.s(9), ("ok", [])),
+    (
+        "test_nested_chord (chord)",
+        lambda: chord(
+            [chord([add3.s(1, 2), add3.s(3, 4)], add3.s([5])), chord([add3.s(6, 7)], add3.s([10]))],
+            add_to_all.s(["A"]),
+        ),
+        ("ok", [[3, 7, 5, "A"], [13, 10, "A"]]),
+    ),
+    (
+        "test_nested_chord (group | task)",
+        lambda: group(
+            [
+                group([add3.s(1, 2), add3.s(3, 4)]) | add3.s([5]),
+                group([add3.s(6, 7)]) | add3.s([10]),
+            ]
+        )
+        | add_to_all.s(["A"]),
+        ("ok", [[3, 7, 5, "A"], [13, 10, "A"]]),
+    ),
+    ("test_chain_on_error",
+     lambda: chain(add3.s(1, 2), fail.s(), add3.s(3, 4)), ("error", "ValueError")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,make,expected", CANVAS, ids=[case[0] for case in CANVAS])
+def test_canvas_tracked_as_celery_runs_it(worker, name, make, expected):
+    assert native(make) == expected
+    Call.objects.all().delete()
+
+    assert tracked(make) == expected
+
+
 def native(make) -> tuple[str, object]:
     try:
         result = make().apply_async()
