@@ -5,26 +5,62 @@ engine sets when it sends it; any other task costs nothing here but an
 attribute lookup (a failure costs one indexed UPDATE that matches nothing).
 """
 
-from typing import Any
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from celery import signals
 from celery.app.task import Task
 from celery.exceptions import Ignore, NotRegistered, TaskRevokedError
 from celery.worker.control import control_command
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from . import engine
 from .headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 
+logger = logging.getLogger(__name__)
+
 #: Set on ``task.request`` by the prerun handler when the task must not run.
 SKIP = "django_workflows_skip"
+
+#: How long a worker goes on making a report while the database cannot be
+#: reached (restarting, failing over) before it gives up.
+REPORT_RETRY_SECONDS = 60.0
+
+R = TypeVar("R")
+
+
+def report(call: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """Make an engine report, again on a new connection while the database
+    cannot be reached.
+
+    Celery logs and drops what a signal handler raises, and the worker keeps
+    a connection the database dropped (``CELERY_DB_REUSE_MAX``): a report
+    lost here would leave its run waiting for ever. Each report is guarded
+    transitions, so making it again after it was recorded changes nothing.
+    """
+    delay, deadline = 0.05, time.monotonic() + REPORT_RETRY_SECONDS
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or time.monotonic() >= deadline:
+                raise
+            logger.warning("Database unreachable (%s); reporting again in %.2f s", exc, delay)
+            with contextlib.suppress(DatabaseError):
+                connection.close()
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
 
 
 def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs: Any) -> None:
     request = task.request
     run = getattr(request, RUN_HEADER, None)
     attempt = getattr(request, ATTEMPT_HEADER, None)
-    if run and not engine.task_started(
-        task_id, run, request.hostname, request.retries or 0, attempt
+    if run and not report(
+        engine.task_started, task_id, run, request.hostname, request.retries or 0, attempt
     ):
         # Canceled, already done (the same message delivered twice), or a stale attempt.
         setattr(task.request, SKIP, True)
@@ -37,9 +73,10 @@ def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
         return
     node = getattr(request, NODE_HEADER, None)
     if node is None:
-        engine.hook_succeeded(request.id, result)
+        report(engine.hook_succeeded, request.id, result)
     else:
-        engine.task_succeeded(request.id, run, node, result, getattr(request, ATTEMPT_HEADER, None))
+        attempt = getattr(request, ATTEMPT_HEADER, None)
+        report(engine.task_succeeded, request.id, run, node, result, attempt)
 
 
 def on_retry(
@@ -47,7 +84,8 @@ def on_retry(
 ) -> None:
     if getattr(request, RUN_HEADER, None):
         exception = reason if isinstance(reason, BaseException) else None
-        engine.task_retrying(
+        report(
+            engine.task_retrying,
             request.id,
             request.retries or 0,
             exception,
@@ -84,21 +122,22 @@ def _failed(sender: Any, task_id: str, exception: BaseException | None, einfo: A
         attempt = getattr(request, ATTEMPT_HEADER, None)
     # Otherwise the task id decides: the worker's main process (hard time
     # limit, lost worker) may report a task whose request is not at hand.
-    engine.task_failed(task_id, exception, getattr(einfo, "traceback", ""), attempt)
+    report(engine.task_failed, task_id, exception, getattr(einfo, "traceback", ""), attempt)
 
 
 def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
     reason = "expired" if kwargs.get("expired") else "revoked"
     if kwargs.get("terminated"):
         reason = "terminated"
-    engine.task_failed(request.id, TaskRevokedError(f"The task was {reason}."))
+    report(engine.task_failed, request.id, TaskRevokedError(f"The task was {reason}."))
 
 
 def on_unknown(
     sender: Any = None, name: str = "", id: str = "", exc: Any = None, **kwargs: Any
 ) -> None:
     """The worker has no task of that name: fail the task run, or the run waits for ever."""
-    engine.task_failed(
+    report(
+        engine.task_failed,
         id,
         NotRegistered(
             f"The worker does not know task {name!r}: is the module that defines it "

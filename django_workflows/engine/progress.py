@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ..canvas import referenced, resolve
@@ -236,28 +236,32 @@ def task_failed(
     A report of a stale ``attempt`` (an older dispatch) changes nothing.
     """
     now = timezone.now()
-    failed = move_tasks(
-        TaskRun.objects.filter(pk=task_id, **_of(attempt)),
-        T.FAILURE,
-        finished_at=now,
-        **exception_fields(exception, traceback),
-    )
-    if not failed:
-        return  # not a workflow task, or already finished (or canceled)
-    run = TaskRun.objects.get(pk=task_id)
-    record_attempt(run, T.FAILURE)
+    # One transaction: a report made again after a dropped connection
+    # (tracking retries it) finds either nothing done or everything counted.
+    with transaction.atomic():
+        failed = move_tasks(
+            TaskRun.objects.filter(pk=task_id, **_of(attempt)),
+            T.FAILURE,
+            finished_at=now,
+            **exception_fields(exception, traceback),
+        )
+        if not failed:
+            return  # not a workflow task, or already finished (or canceled)
+        run = TaskRun.objects.get(pk=task_id)
+        record_attempt(run, T.FAILURE)
+        doomed = [] if run.is_hook else descendants(run.workflow_id, [run.pk])
+        skipped = (
+            move_tasks(TaskRun.objects.filter(pk__in=doomed), T.UPSTREAM_FAILED, finished_at=now)
+            if doomed
+            else 0
+        )
+        if not run.is_hook:
+            counters.count(run.workflow_id, finished=1 + skipped, failed=1)
     changed(run.workflow_id, [task_id], T.FAILURE)
     if run.is_hook:
         return
-    doomed = descendants(run.workflow_id, [run.pk])
-    skipped = (
-        move_tasks(TaskRun.objects.filter(pk__in=doomed), T.UPSTREAM_FAILED, finished_at=now)
-        if doomed
-        else 0
-    )
     if skipped:
         changed(run.workflow_id, doomed, T.UPSTREAM_FAILED)
-    counters.count(run.workflow_id, finished=1 + skipped, failed=1)
     finish_if_done(run.workflow_id)
 
 
