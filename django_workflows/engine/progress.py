@@ -56,8 +56,10 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
 
     ``results`` maps node index -> result for the results already at hand;
     the others the inputs need are read from the database in one query. A
-    run that cannot be sent fails; if the broker could not be reached,
-    :class:`BrokerUnavailable` is raised once everything else was done.
+    run that cannot be sent (a bad signature) fails; if the broker could not
+    be reached, what it did not take stays queued and unsent, for the
+    recovery pass, and :class:`BrokerUnavailable` is raised once everything
+    else was done.
     """
     work: deque[Step] = deque([(list(runs), results)])
     broker_error = None
@@ -69,7 +71,10 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
         sent = send.send([run for run in batch if not run.is_map], known)
         broker_error = broker_error or sent.broker_error
         for run, error in sent.unsent:
-            task_failed(str(run.pk), error)
+            # What the broker did not take stays queued and unsent: the
+            # recovery pass sends it when the broker is back.
+            if error is not sent.broker_error:
+                task_failed(str(run.pk), error)
         for run in (run for run in batch if run.is_map):
             if run.map_size is None:
                 expansion = foreach.expand(run, resolve(run.input, known))
@@ -152,7 +157,7 @@ def task_succeeded(
         try:
             dispatch(*step)
         except BrokerUnavailable:
-            # What could not be sent has failed, visibly: the run is not stuck.
+            # What could not be sent is the recovery pass's to send: the run is not stuck.
             logger.exception("Could not send the children of task run %s", task_id)
 
 
