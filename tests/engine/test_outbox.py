@@ -105,3 +105,20 @@ def test_a_join_claimed_and_left_unsent_is_recovered_with_every_result(worker, s
 
     assert recover(grace=0) == [str(node(wf, 2).pk)]
     assert wf.wait().status == W.SUCCESS and wf.result == 6
+
+
+def test_a_run_whose_last_report_died_before_closing_it_is_closed_by_recovery(monkeypatch):
+    monkeypatch.setattr("celery.canvas.Signature.apply_async", lambda self, *a, **k: None)
+    wf = launch_canvas(add.s(1, 1))
+    root = node(wf, 0)
+    assert engine.task_started(str(root.pk), str(wf.pk), "w", attempt=root.claim)
+    with monkeypatch.context() as dies:  # the task is recorded; its process dies before closing
+        dies.setattr("django_workflows.engine.progress.finish_if_done", lambda workflow_id: None)
+        engine.task_succeeded(str(root.pk), str(wf.pk), 0, 2, attempt=root.claim)
+    wf.refresh_from_db()
+    assert (wf.status, wf.tasks_finished, wf.tasks_total) == (W.RUNNING, 1, 1)
+
+    recover(grace=60)
+
+    wf.refresh_from_db()
+    assert (wf.status, wf.result) == (W.SUCCESS, 2)
