@@ -10,7 +10,7 @@ from .conf import get_setting
 def reap() -> list[str]:
     """Send what was claimed and never sent, and fail task runs whose worker is
     gone or that ran too long (run it from beat, e.g. every minute)."""
-    engine.recover(grace=get_setting("RECOVERY_GRACE"))
+    engine.recover(grace=get_setting("RECOVERY_GRACE"), queue_timeout=get_setting("QUEUE_TIMEOUT"))
     return engine.reap(grace=get_setting("REAPER_GRACE"), timeout=get_setting("TASK_TIMEOUT"))
 
 

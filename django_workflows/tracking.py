@@ -6,20 +6,57 @@ attribute lookup, on every path (whatever its id: only workflow tasks' ids,
 which are task run ids, ever reach the engine).
 """
 
+import contextlib
+import logging
+import time
 import weakref
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from celery import signals
 from celery.app.task import Task
 from celery.exceptions import Ignore, NotRegistered, TaskRevokedError
 from celery.worker.control import control_command
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from . import engine
 from .headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 
+logger = logging.getLogger(__name__)
+
 #: Set on ``task.request`` by the prerun handler when the task must not run.
 SKIP = "django_workflows_skip"
+
+
+#: How long a worker goes on making a report while the database cannot be
+#: reached (restarting, failing over) before it gives up.
+REPORT_RETRY_SECONDS = 60.0
+
+R = TypeVar("R")
+
+
+def report(call: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """Make an engine report, again on a new connection while the database
+    cannot be reached.
+
+    Celery logs and drops what a signal handler raises, and the worker keeps
+    a connection the database dropped (``CELERY_DB_REUSE_MAX``): a report
+    lost here would leave its run waiting for ever. Each report is guarded
+    transitions, so making it again after it was recorded changes nothing.
+    """
+    delay, deadline = 0.05, time.monotonic() + REPORT_RETRY_SECONDS
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or time.monotonic() >= deadline:
+                raise
+            logger.warning("Database unreachable (%s); reporting again in %.2f s", exc, delay)
+            with contextlib.suppress(DatabaseError):
+                connection.close()
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
 
 #: The worker main process's requests of workflow tasks, by task id, while Celery holds
 #: them: a hard time limit is reported there with no request at hand, only the id.
@@ -42,8 +79,8 @@ def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs:
                 setattr(request, name, request.headers[name])
     run = getattr(request, RUN_HEADER, None)
     attempt = getattr(request, ATTEMPT_HEADER, None)
-    if run and not engine.task_started(
-        task_id, run, request.hostname, request.retries or 0, attempt
+    if run and not report(
+        engine.task_started, task_id, run, request.hostname, request.retries or 0, attempt
     ):
         # Canceled, already done (the same message delivered twice), or a stale attempt.
         setattr(task.request, SKIP, True)
@@ -56,9 +93,10 @@ def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
         return
     node = getattr(request, NODE_HEADER, None)
     if node is None:
-        engine.hook_succeeded(request.id, result)
+        report(engine.hook_succeeded, request.id, result)
     else:
-        engine.task_succeeded(request.id, run, node, result, getattr(request, ATTEMPT_HEADER, None))
+        attempt = getattr(request, ATTEMPT_HEADER, None)
+        report(engine.task_succeeded, request.id, run, node, result, attempt)
 
 
 def on_retry(
@@ -66,7 +104,8 @@ def on_retry(
 ) -> None:
     if getattr(request, RUN_HEADER, None):
         exception = reason if isinstance(reason, BaseException) else None
-        engine.task_retrying(
+        report(
+            engine.task_retrying,
             request.id,
             request.retries or 0,
             exception,
@@ -104,8 +143,12 @@ def _failed(task_id: str, exception: BaseException | None, einfo: Any, request: 
     """Fail the task run of ``task_id`` if ``request`` (a Context or a dict) is a workflow's."""
     if not _header(request, RUN_HEADER):
         return  # a task outside any workflow: no query
-    engine.task_failed(
-        task_id, exception, getattr(einfo, "traceback", ""), _header(request, ATTEMPT_HEADER)
+    report(
+        engine.task_failed,
+        task_id,
+        exception,
+        getattr(einfo, "traceback", ""),
+        _header(request, ATTEMPT_HEADER),
     )
 
 
@@ -121,7 +164,7 @@ def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
     reason = "expired" if kwargs.get("expired") else "revoked"
     if kwargs.get("terminated"):
         reason = "terminated"
-    engine.task_failed(request.id, TaskRevokedError(f"The task was {reason}."))
+    report(engine.task_failed, request.id, TaskRevokedError(f"The task was {reason}."))
 
 
 def on_unknown(
@@ -135,7 +178,8 @@ def on_unknown(
     """The worker has no task of that name: fail the task run, or the run waits for ever."""
     if not (getattr(message, "headers", None) or {}).get(RUN_HEADER):
         return  # a task outside any workflow: no query
-    engine.task_failed(
+    report(
+        engine.task_failed,
         id,
         NotRegistered(
             f"The worker does not know task {name!r}: is the module that defines it "
@@ -170,7 +214,7 @@ def replace_in_workflow(self: Task, sig: Any) -> Any:
     node = getattr(request, NODE_HEADER, None)
     if not run or node is None:  # not a task of a workflow (or a hook)
         return _celery_on_replace(self, sig)
-    engine.task_replaced(request.id, run, sig, getattr(request, ATTEMPT_HEADER, None))
+    report(engine.task_replaced, request.id, run, sig, getattr(request, ATTEMPT_HEADER, None))
     raise Ignore("Replaced by new task")
 
 

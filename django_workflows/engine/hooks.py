@@ -21,15 +21,15 @@ from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 
 
-def create(workflow_id: Any, name: str, status: str, result: Any) -> TaskRun | None:
+def create(
+    workflow_id: Any, name: str, status: str, result: Any, hooks: dict | None
+) -> TaskRun | None:
     """Save the hook of run ``workflow_id`` (of definition ``name``) for its
     ending ``status``, queued. Returns None when there is no hook for that outcome.
 
-    The hooks are those the run stored at launch; a run launched before runs
-    stored them takes its definition's from this process's registry.
+    ``hooks`` are those the run stored at launch; a run launched before runs
+    stored them (None) takes its definition's from this process's registry.
     """
-    run = Workflow.objects.filter(pk=workflow_id).values("hooks", "payload").get()
-    hooks = run["hooks"]
     if hooks is None:
         definition = registry.find(name)
         hooks = definition.hooks() if definition else {}
@@ -40,7 +40,8 @@ def create(workflow_id: Any, name: str, status: str, result: Any) -> TaskRun | N
     last = TaskRun.objects.filter(workflow_id=workflow_id).aggregate(last=Max("node"))["last"]
     if hooks.get("calling") == DIRECTOR:
         args = [None] if status == W.SUCCESS else []
-        kwargs = {**hook_kwargs, "workflow_id": str(workflow_id), "payload": run["payload"]}
+        payload = Workflow.objects.filter(pk=workflow_id).values_list("payload", flat=True)[0]
+        kwargs = {**hook_kwargs, "workflow_id": str(workflow_id), "payload": payload}
     else:
         args = [str(workflow_id), _argument(workflow_id, status, result)]
         kwargs = dict(hook_kwargs)

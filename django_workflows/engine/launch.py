@@ -193,7 +193,13 @@ def _start(workflow: Workflow, roots: list[TaskRun]) -> None:
     try:
         progress.dispatch(roots, {})
     except BrokerUnavailable as exc:
-        # dispatch failed every root it could not send: the run is a failure now.
+        # The caller is told now: the roots the broker did not take fail (rather
+        # than wait for the recovery pass), and the run with them.
+        unsent = TaskRun.objects.filter(
+            pk__in=[root.pk for root in roots], status=T.QUEUED, sent_at=None
+        ).values_list("pk", flat=True)
+        for pk in unsent:
+            progress.task_failed(str(pk), exc.__cause__)
         message = f"The broker could not be reached to send the first tasks: {exc.__cause__}"
         Workflow.objects.filter(pk=workflow.pk).update(error=message)
         workflow.refresh_from_db()

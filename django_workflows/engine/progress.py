@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ..canvas import referenced, resolve
@@ -56,8 +56,10 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
 
     ``results`` maps node index -> result for the results already at hand;
     the others the inputs need are read from the database in one query. A
-    run that cannot be sent fails; if the broker could not be reached,
-    :class:`BrokerUnavailable` is raised once everything else was done.
+    run that cannot be sent (a bad signature) fails; if the broker could not
+    be reached, what it did not take stays queued and unsent, for the
+    recovery pass, and :class:`BrokerUnavailable` is raised once everything
+    else was done.
     """
     work: deque[Step] = deque([(list(runs), results)])
     broker_error = None
@@ -69,7 +71,10 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
         sent = send.send([run for run in batch if not _expanded(run)], known)
         broker_error = broker_error or sent.broker_error
         for run, error in sent.unsent:
-            task_failed(str(run.pk), error)
+            # What the broker did not take stays queued and unsent: the
+            # recovery pass sends it when the broker is back.
+            if error is not sent.broker_error:
+                task_failed(str(run.pk), error)
         for run in (run for run in batch if _expanded(run)):
             if run.replacement is not None:
                 # Its replacement has finished: the result is read from it.
@@ -178,7 +183,7 @@ def task_succeeded(
         try:
             dispatch(*step)
         except BrokerUnavailable:
-            # What could not be sent has failed, visibly: the run is not stuck.
+            # What could not be sent is the recovery pass's to send: the run is not stuck.
             logger.exception("Could not send the children of task run %s", task_id)
 
 
@@ -262,28 +267,32 @@ def task_failed(
     A report of a stale ``attempt`` (an older dispatch) changes nothing.
     """
     now = timezone.now()
-    failed = move_tasks(
-        TaskRun.objects.filter(pk=task_id, **_of(attempt)),
-        T.FAILURE,
-        finished_at=now,
-        **exception_fields(exception, traceback),
-    )
-    if not failed:
-        return  # not a workflow task, or already finished (or canceled)
-    run = TaskRun.objects.get(pk=task_id)
-    record_attempt(run, T.FAILURE)
+    # One transaction: a report made again after a dropped connection
+    # (tracking retries it) finds either nothing done or everything counted.
+    with transaction.atomic():
+        failed = move_tasks(
+            TaskRun.objects.filter(pk=task_id, **_of(attempt)),
+            T.FAILURE,
+            finished_at=now,
+            **exception_fields(exception, traceback),
+        )
+        if not failed:
+            return  # not a workflow task, or already finished (or canceled)
+        run = TaskRun.objects.get(pk=task_id)
+        record_attempt(run, T.FAILURE)
+        doomed = [] if run.is_hook else descendants(run.workflow_id, [run.pk])
+        skipped = (
+            move_tasks(TaskRun.objects.filter(pk__in=doomed), T.UPSTREAM_FAILED, finished_at=now)
+            if doomed
+            else 0
+        )
+        if not run.is_hook:
+            counters.count(run.workflow_id, finished=1 + skipped, failed=1)
     changed(run.workflow_id, [task_id], T.FAILURE)
     if run.is_hook:
         return
-    doomed = descendants(run.workflow_id, [run.pk])
-    skipped = (
-        move_tasks(TaskRun.objects.filter(pk__in=doomed), T.UPSTREAM_FAILED, finished_at=now)
-        if doomed
-        else 0
-    )
     if skipped:
         changed(run.workflow_id, doomed, T.UPSTREAM_FAILED)
-    counters.count(run.workflow_id, finished=1 + skipped, failed=1)
     finish_if_done(run.workflow_id)
 
 
@@ -337,7 +346,7 @@ def finish_if_done(workflow_id: Any) -> None:
     """Close the run when its counters say every task has finished; send its hook."""
     row = (
         Workflow.objects.filter(pk=workflow_id, status=W.RUNNING)
-        .values("name", "tasks_total", "tasks_finished", "tasks_failed", "result_ref")
+        .values("name", "tasks_total", "tasks_finished", "tasks_failed", "result_ref", "hooks")
         .first()
     )
     if row is None or row["tasks_finished"] < row["tasks_total"]:
@@ -357,7 +366,7 @@ def finish_if_done(workflow_id: Any) -> None:
     workflow_finished.send_robust(
         Workflow, workflow_id=workflow_id, name=row["name"], status=status
     )
-    hook = hooks.create(workflow_id, row["name"], status, result)
+    hook = hooks.create(workflow_id, row["name"], status, result, row["hooks"])
     if hook is not None:
         try:
             dispatch([hook], {})

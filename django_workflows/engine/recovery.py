@@ -1,8 +1,10 @@
 """Recovery: what a dead or failing process left, moved on.
 
-- :func:`recover` sends what was claimed and never sent (the outbox: a
-  queued task run whose message never reached the broker, because the
-  process that claimed it died or failed between its commit and the send).
+- :func:`recover` closes runs whose every task finished but whose last
+  report died before closing them, and sends what was claimed and never
+  sent (the outbox: a queued task run whose message never reached the
+  broker, because the process that claimed it died or failed between its
+  commit and the send).
 - :func:`reap` fails task runs whose worker is gone, or that ran too long;
   a reaped task run fails like any other, so its run can be resumed.
 
@@ -15,18 +17,27 @@ from collections import defaultdict
 from datetime import timedelta
 
 from celery import current_app
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ..exceptions import BrokerUnavailable
-from ..models import TaskRun
+from ..models import TaskRun, Workflow
 from ..models import TaskRunStatus as T
-from .progress import dispatch, task_failed
+from ..models import WorkflowStatus as W
+from .progress import dispatch, finish_if_done, task_failed
 
 logger = logging.getLogger(__name__)
 
 
-def recover(grace: float = 60.0) -> list[str]:
-    """Send the task runs claimed at least ``grace`` seconds ago and never sent.
+def recover(grace: float = 60.0, queue_timeout: float | None = None) -> list[str]:
+    """Close the runs whose tasks have all finished, then send the task runs
+    claimed at least ``grace`` seconds ago and never sent, and, with
+    ``queue_timeout``, those sent that long ago that never started (a message
+    the broker lost).
+
+    A run is closed by the report of its last task; when that report's
+    process died or lost its database between recording the task and
+    closing the run, the counters say finished and the run says running.
 
     Each is claimed again with a new dispatch attempt in one conditional
     UPDATE (two passes at once cannot both take a row), so should the first
@@ -34,11 +45,18 @@ def recover(grace: float = 60.0) -> list[str]:
     runs once. A task run whose message was sent and waits in a long queue
     is marked sent and never sent again. Returns the ids sent.
     """
+    for workflow_id in Workflow.objects.filter(
+        status=W.RUNNING, tasks_finished__gte=F("tasks_total")
+    ).values_list("pk", flat=True):
+        finish_if_done(workflow_id)  # guarded: a run is closed once
     now = timezone.now()
     claim = uuid.uuid4()
-    if not TaskRun.objects.filter(
-        status=T.QUEUED, sent_at=None, queued_at__lte=now - timedelta(seconds=grace)
-    ).update(claim=claim, queued_at=now):
+    unsent = Q(sent_at=None, queued_at__lte=now - timedelta(seconds=grace))
+    if queue_timeout is not None:
+        unsent |= Q(sent_at__lte=now - timedelta(seconds=queue_timeout))
+    if not TaskRun.objects.filter(unsent, status=T.QUEUED).update(
+        claim=claim, queued_at=now, sent_at=None
+    ):
         return []
     by_run = defaultdict(list)
     for run in TaskRun.objects.filter(claim=claim, status=T.QUEUED):

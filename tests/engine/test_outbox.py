@@ -138,3 +138,36 @@ def test_an_old_attempt_failing_on_a_worker_after_resume_changes_nothing(worker,
     assert wf.status == W.SUCCESS and wf.result == 2
     assert (node(wf, 0).status, node(wf, 0).result) == (T.SUCCESS, 1)
     assert (wf.tasks_finished, wf.tasks_succeeded, wf.tasks_failed) == (2, 2, 0)
+
+
+def test_a_run_whose_last_report_died_before_closing_it_is_closed_by_recovery(monkeypatch):
+    monkeypatch.setattr("celery.canvas.Signature.apply_async", lambda self, *a, **k: None)
+    wf = launch_canvas(add.s(1, 1))
+    root = node(wf, 0)
+    assert engine.task_started(str(root.pk), str(wf.pk), "w", attempt=root.claim)
+    with monkeypatch.context() as dies:  # the task is recorded; its process dies before closing
+        dies.setattr("django_workflows.engine.progress.finish_if_done", lambda workflow_id: None)
+        engine.task_succeeded(str(root.pk), str(wf.pk), 0, 2, attempt=root.claim)
+    wf.refresh_from_db()
+    assert (wf.status, wf.tasks_finished, wf.tasks_total) == (W.RUNNING, 1, 1)
+
+    recover(grace=60)
+
+    wf.refresh_from_db()
+    assert (wf.status, wf.result) == (W.SUCCESS, 2)
+
+
+@pytest.mark.worker
+def test_a_message_the_broker_lost_is_sent_again_after_the_queue_timeout(worker, monkeypatch):
+    with monkeypatch.context() as lost:  # the broker takes the message, then loses it
+        lost.setattr("celery.canvas.Signature.apply_async", lambda self, *a, **k: None)
+        wf = launch_canvas(add.s(1, 1) | add.s(2))
+    first = node(wf, 0)
+    assert first.status == T.QUEUED and first.sent_at is not None
+
+    assert recover(grace=0) == []  # by default a sent task is never sent again
+    assert recover(grace=0, queue_timeout=60) == []  # not yet
+    assert recover(grace=0, queue_timeout=0) == [str(first.pk)]
+
+    assert node(wf, 0).claim != first.claim  # a new attempt: a late old message is stale
+    assert wf.wait().status == W.SUCCESS and wf.result == 4

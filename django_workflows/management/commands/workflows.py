@@ -229,7 +229,9 @@ class Command(BaseCommand):
     def do_reap(self, grace: float | None, timeout: float | None, **options: Any) -> None:
         grace = get_setting("REAPER_GRACE") if grace is None else grace
         timeout = get_setting("TASK_TIMEOUT") if timeout is None else timeout
-        for task_id in engine.recover(grace=get_setting("RECOVERY_GRACE")):
+        for task_id in engine.recover(
+            grace=get_setting("RECOVERY_GRACE"), queue_timeout=get_setting("QUEUE_TIMEOUT")
+        ):
             self.stdout.write(f"sent {task_id} (claimed, never sent)")
         reaped = engine.reap(grace=grace, timeout=timeout)
         for task_id in reaped:
