@@ -11,10 +11,11 @@ DEFAULTS: dict[str, Any] = {
     #: whose message never reached the broker (a sender died or failed).
     "RECOVERY_GRACE": 60.0,
     #: Seconds after which the recovery pass sends again, as a new attempt, a task run
-    #: whose message reached the broker but never started (a message the broker lost,
-    #: e.g. a Redis restart between a worker's fetch and its ack bookkeeping). A late
-    #: old message is then stale and skipped. None (the default): never, so a task
-    #: waiting in a long queue is never sent twice; set it above your longest queue wait.
+    #: whose message reached the broker but never started, or whose retry never came
+    #: (a message the broker lost, e.g. a Redis restart between a worker's fetch and its
+    #: ack bookkeeping). A late old message is then stale and skipped. None (the
+    #: default): never, so a task waiting in a long queue is never sent twice; set it
+    #: above your longest queue wait and retry countdown.
     "QUEUE_TIMEOUT": None,
     #: Seconds after which a running task is failed by the reaper (None: never).
     "TASK_TIMEOUT": None,

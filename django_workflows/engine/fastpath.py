@@ -27,7 +27,7 @@ def release_children(children: QuerySet, *, claim: Any, queued_at: Any) -> int:
     expressions see the row as locked, so of two parents finishing at once
     exactly one claims a join. Returns how many children were touched.
     """
-    assert TASK_TRANSITIONS[T.QUEUED] == {T.PENDING}
+    assert T.PENDING in TASK_TRANSITIONS[T.QUEUED]
     last_parent = Q(waiting=1, status=T.PENDING)
     return children.update(
         waiting=F("waiting") - 1,

@@ -19,8 +19,10 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from celery.exceptions import Reject
 from django.db import connection, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from ..canvas import referenced, resolve
 from ..codec import decode, encode, round_trip
@@ -167,7 +169,8 @@ def task_retrying(
         **fields,
     )
     current = TaskRun.objects.filter(pk=task_id, retries=retries, **_of(attempt))
-    if move_tasks(current, T.RETRYING, **fields):
+    # queued_at: when Celery queued the retry (the recovery pass's QUEUE_TIMEOUT counts from it).
+    if move_tasks(current, T.RETRYING, queued_at=timezone.now(), **fields):
         changed(run.workflow_id, [task_id], T.RETRYING)
 
 
@@ -264,9 +267,27 @@ def task_failed(
 ) -> None:
     """Record the failure; every descendant becomes upstream_failed at once.
 
-    A report of a stale ``attempt`` (an older dispatch) changes nothing.
+    A report of a stale ``attempt`` (an older dispatch) changes nothing. A
+    retry Celery could not publish (the broker is down: Celery rejects the
+    task) is no failure: the task run goes back to the outbox, for the
+    recovery pass to send again once the broker is back.
     """
     now = timezone.now()
+    if _unpublished_retry(exception):
+        with transaction.atomic():
+            if move_tasks(
+                TaskRun.objects.filter(pk=task_id, **_of(attempt)),
+                T.QUEUED,
+                from_={T.RUNNING, T.RETRYING},
+                claim=uuid.uuid4(),
+                queued_at=now,
+                sent_at=None,
+                **exception_fields(exception, traceback),
+            ):
+                run = TaskRun.objects.get(pk=task_id)
+                record_attempt(run, T.RETRYING)
+                changed(run.workflow_id, [task_id], T.QUEUED)
+        return
     # One transaction: a report made again after a dropped connection
     # (tracking retries it) finds either nothing done or everything counted.
     with transaction.atomic():
@@ -294,6 +315,14 @@ def task_failed(
     if skipped:
         changed(run.workflow_id, doomed, T.UPSTREAM_FAILED)
     finish_if_done(run.workflow_id)
+
+
+def _unpublished_retry(exception: BaseException | None) -> bool:
+    """Celery's ``Task.retry`` could not send the retry's message: it raises
+    ``Reject(broker error, requeue=False)``."""
+    return isinstance(exception, Reject) and isinstance(
+        exception.reason, (OperationalError, ConnectionError)
+    )
 
 
 def _of(attempt: Any) -> dict[str, Any]:

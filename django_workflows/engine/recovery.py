@@ -25,6 +25,7 @@ from ..models import TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 from .progress import dispatch, finish_if_done, task_failed
+from .transitions import move_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,20 @@ def recover(grace: float = 60.0, queue_timeout: float | None = None) -> list[str
     now = timezone.now()
     claim = uuid.uuid4()
     unsent = Q(sent_at=None, queued_at__lte=now - timedelta(seconds=grace))
+    lost = 0
     if queue_timeout is not None:
-        unsent |= Q(sent_at__lte=now - timedelta(seconds=queue_timeout))
-    if not TaskRun.objects.filter(unsent, status=T.QUEUED).update(
+        late = now - timedelta(seconds=queue_timeout)
+        unsent |= Q(sent_at__lte=late)
+        # Celery's own retry message, lost the same way (it is Celery's to send).
+        lost = move_tasks(
+            TaskRun.objects.filter(queued_at__lte=late),
+            T.QUEUED,
+            from_={T.RETRYING},
+            claim=claim,
+            queued_at=now,
+            sent_at=None,
+        )
+    if not lost + TaskRun.objects.filter(unsent, status=T.QUEUED).update(
         claim=claim, queued_at=now, sent_at=None
     ):
         return []

@@ -19,7 +19,9 @@ from ..models import WorkflowStatus as W
 
 #: target status -> statuses a task run may leave for it, and who does it
 TASK_TRANSITIONS: dict[str, frozenset[str]] = {
-    T.QUEUED: frozenset({T.PENDING}),  # claimed for dispatch (launch, a parent, resume)
+    # claimed for dispatch (launch, a parent, resume); a retry whose message was lost
+    # (QUEUE_TIMEOUT) or could not be published (broker down): back to the outbox
+    T.QUEUED: frozenset({T.PENDING, T.RETRYING, T.RUNNING}),
     # a worker starts it: a retry, or a message delivered again after a lost worker
     T.RUNNING: frozenset({T.QUEUED, T.RETRYING, T.RUNNING}),
     T.RETRYING: frozenset({T.RUNNING}),  # self.retry / autoretry_for

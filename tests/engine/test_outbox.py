@@ -171,3 +171,42 @@ def test_a_message_the_broker_lost_is_sent_again_after_the_queue_timeout(worker,
 
     assert node(wf, 0).claim != first.claim  # a new attempt: a late old message is stale
     assert wf.wait().status == W.SUCCESS and wf.result == 4
+
+
+@pytest.mark.worker
+def test_a_retry_whose_message_was_lost_is_sent_again_after_the_queue_timeout(worker):
+    from django_workflows.models import TaskRun
+
+    wf = launch_canvas(add.s(1, 1) | add.s(2))
+    wf.wait()
+    # A task whose retry Celery queued, then the broker lost (as after a Redis restart).
+    TaskRun.objects.filter(pk=node(wf, 1).pk).update(
+        status=T.RETRYING, finished_at=None, result=None
+    )
+    type(wf).objects.filter(pk=wf.pk).update(
+        status=W.RUNNING, finished=None, result=None, tasks_finished=1, tasks_succeeded=1
+    )
+    assert recover(grace=0) == []
+    assert recover(grace=0, queue_timeout=0) == [str(node(wf, 1).pk)]
+    assert wf.wait().status == W.SUCCESS and wf.result == 4
+
+
+@pytest.mark.worker
+def test_a_retry_celery_could_not_publish_goes_back_to_the_outbox(worker, sender_dies):
+    from celery.exceptions import Reject
+    from kombu.exceptions import OperationalError
+
+    wf = launch_canvas(add.s(1, 1) | add.s(2))
+    root = node(wf, 0)
+    assert engine.task_started(str(root.pk), str(wf.pk), "w", attempt=root.claim)
+    # Task.retry could not send the retry's message (Redis down): Celery rejects the task.
+    down = Reject(OperationalError("Error 111 connecting to Redis"), requeue=False)
+    engine.task_failed(str(root.pk), down, attempt=root.claim)
+    sender_dies()
+
+    assert node(wf, 0).status == T.QUEUED and node(wf, 0).sent_at is None
+    wf.refresh_from_db()
+    assert wf.status == W.RUNNING and wf.tasks_failed == 0
+    assert recover(grace=0) == [str(root.pk)]
+    assert wf.wait().status == W.SUCCESS and wf.result == 4
+    assert list(node(wf, 0).history.values_list("status", flat=True)) == [T.RETRYING]
