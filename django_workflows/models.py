@@ -21,7 +21,13 @@ class PrefixIndex(models.Index):
         if schema_editor.connection.vendor != "postgresql":
             return super().create_sql(model, schema_editor, using=using, **kwargs)
         from django.contrib.postgres.indexes import OpClass
+        from django.db.models import OrderBy
+        from django.db.models.functions import Collate
+        from django.db.models.indexes import IndexExpression
 
+        # What django.contrib.postgres does when installed, so the operator class
+        # follows the expression instead of being wrapped with it in parentheses.
+        IndexExpression.register_wrappers(OrderBy, OpClass, Collate)
         index = self.clone()
         index.expressions = tuple(OpClass(e, name="text_pattern_ops") for e in self.expressions)
         return super(PrefixIndex, index).create_sql(model, schema_editor, using=using, **kwargs)

@@ -93,8 +93,9 @@ def _delete_batch(ids: list[Any]) -> int:
     tasks = TaskRun.objects.filter(workflow_id__in=ids)
     # Fast deletes (one DELETE ... WHERE ... IN (subquery) each): nothing hangs on these.
     TaskAttempt.objects.filter(task_run__in=tasks.values("pk")).delete()
+    # An edge joins two task runs of one run: deleting by the child deletes them all (an
+    # edge to another run would fail the transaction on its foreign key, never dangle).
     Edge.objects.filter(from_taskrun__in=tasks.values("pk")).delete()
-    Edge.objects.filter(to_taskrun__in=tasks.values("pk")).delete()
     ScheduleFire.objects.filter(workflow_id__in=ids).update(workflow=None)
     Workflow.objects.filter(relaunched_from__in=ids).update(relaunched_from=None)
     # What hangs on them is gone: Django's collector would only look again, row by row.
