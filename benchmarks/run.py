@@ -2,6 +2,7 @@
 """Tracked workflows side by side with the same canvas run natively by Celery.
 
     python3 benchmarks/run.py [--backends embedded,pg-redis,pg-rabbitmq] [--reps 5]
+    DW_DB_NAME=dw_history python3 benchmarks/run.py --backends pg --rows history
 
 For each backend it migrates a fresh database, starts one worker process
 (prefork, concurrency 2), runs every row tracked and native in the same run
@@ -19,17 +20,21 @@ sys.path[:0] = [str(ROOT), str(ROOT / "example_project")]
 
 from runtests import ensure_venv  # noqa: E402
 
+PG_DB = os.environ.get("DW_DB_NAME", "dw_bench")  # dropped and created again by each run
+
 BACKENDS = {
     "embedded": {"DW_DB_NAME": str(ROOT / ".var" / "bench.sqlite3")},
+    # PostgreSQL with the filesystem broker: for rows that need no worker (history)
+    "pg": {"DW_DATABASE": "postgres", "DW_DB_NAME": PG_DB},
     "pg-redis": {
         "DW_DATABASE": "postgres",
-        "DW_DB_NAME": "dw_bench",
+        "DW_DB_NAME": PG_DB,
         "CELERY_BROKER_URL": "redis://localhost:6379/12",
         "CELERY_RESULT_BACKEND": "redis://localhost:6379/13",
     },
     "pg-rabbitmq": {
         "DW_DATABASE": "postgres",
-        "DW_DB_NAME": "dw_bench",
+        "DW_DB_NAME": PG_DB,
         "CELERY_BROKER_URL": "amqp://guest:guest@localhost:5672//",
         "CELERY_RESULT_BACKEND": "redis://localhost:6379/13",
     },

@@ -30,6 +30,8 @@ from django_workflows.models import TaskRun  # noqa: E402
 from tests.testapp.tasks import bench_noop  # noqa: E402
 from tests.worker import start_worker, stop_worker  # noqa: E402
 
+from .history import history  # noqa: E402
+
 IDLE_QUEUE = "bench-idle"  # no worker consumes it: launches measured without execution
 MEMORY_QUEUE = "bench-memory"  # only the memory row's worker consumes it
 
@@ -42,6 +44,9 @@ def purge_idle_queue() -> None:
 
 def fresh_database() -> None:
     db = settings.DATABASES["default"]
+    if os.environ.get("DW_BENCH_REUSE_DB"):  # e.g. the history row's, built once
+        call_command("migrate", verbosity=0)
+        return
     if db["ENGINE"].endswith("sqlite3"):
         for suffix in ("", "-wal", "-shm"):
             Path(db["NAME"] + suffix).unlink(missing_ok=True)
@@ -353,6 +358,9 @@ ALL = {
     "memory": memory,
 }
 
+#: Rows run only when named (``--rows history``), without a worker.
+ON_DEMAND = {"history": lambda reps: history(reps, row)}
+
 
 def main() -> None:
     name, reps, only = sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else ""
@@ -365,18 +373,23 @@ def main() -> None:
         flush=True,
     )
     print(f"  {'row':<28} {'unit':<16} {'tracked':<22} {'native':<22} ratio / note")
-    log = Path(tempfile.mkdtemp(prefix="dw-bench-")) / "worker.log"
-    worker = start_worker(log, concurrency=2)
-    try:
-        app.control.purge()
-        for key, fn in ALL.items():
-            if not only or key in only.split(","):
-                fn(reps)
-    finally:
-        stop_worker(worker)
-    TaskRun.objects.all().delete()
-    if os.environ.get("DW_BENCH_KEEP_LOG"):
-        print(f"  worker log: {log}")
+    selected = only.split(",") if only else list(ALL)
+    for key in selected:
+        if key in ON_DEMAND:
+            ON_DEMAND[key](reps)
+    if any(key in ALL for key in selected):
+        log = Path(tempfile.mkdtemp(prefix="dw-bench-")) / "worker.log"
+        worker = start_worker(log, concurrency=2)
+        try:
+            app.control.purge()
+            for key, fn in ALL.items():
+                if key in selected:
+                    fn(reps)
+        finally:
+            stop_worker(worker)
+        TaskRun.objects.all().delete()
+        if os.environ.get("DW_BENCH_KEEP_LOG"):
+            print(f"  worker log: {log}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,13 @@ from .definitions import registry
 from .details import task_details
 from .exceptions import WorkflowError
 from .forms import LaunchForm, MarkSuccessForm, WorkflowScheduleForm
+from .lists import (
+    EstimatedCountPaginator,
+    distinct_values,
+    free_text_search,
+    run_search,
+    task_run_search,
+)
 from .models import ScheduleFire, TaskRun, Workflow, WorkflowSchedule
 from .policy import check_launch, may_launch
 
@@ -60,12 +67,82 @@ def _get_or_404(queryset: type[Model] | QuerySet, **lookup: Any) -> Any:
         raise Http404 from None
 
 
+#: At most this many choices in a filter read from the table (names, task names).
+FILTER_CHOICES = 200
+
+
+class ValueFilter(admin.SimpleListFilter):
+    """A filter on a column's value, its choices read without a scan (``distinct_values``)
+    and with no ``DISTINCT`` in the list's query."""
+
+    model: type[Model]
+    field: str
+
+    def choices_from_rows(self) -> list[str]:
+        return distinct_values(self.model, self.field, limit=FILTER_CHOICES)
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        values = sorted(set(self.choices_from_rows()) | {self.value()} - {None})
+        return [(value, value) for value in values]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(**{self.parameter_name: value}) if value is not None else queryset
+
+
+class WorkflowNameFilter(ValueFilter):
+    """Workflow names: the registered definitions, and those found in the runs."""
+
+    title = _("name")
+    parameter_name = "name"
+    model, field = Workflow, "name"
+
+    def choices_from_rows(self) -> list[str]:
+        return [d.name for d in registry] + super().choices_from_rows()
+
+
+class TaskRunWorkflowNameFilter(WorkflowNameFilter):
+    parameter_name = "workflow__name"
+
+
+class TaskNameFilter(ValueFilter):
+    title = _("task name")
+    parameter_name = "task"
+    model, field = TaskRun, "task"
+
+
+class FastListMixin:
+    """A list that stays fast at millions of rows (``lists``): no full count, an
+    estimated one on PostgreSQL, search on indexed columns unless free text is on."""
+
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    search_on_indexes: Any  # a term -> Q
+    free_text_fields: tuple[str, ...] = ()
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return self.free_text_fields if free_text_search() else self.search_fields
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term or free_text_search():
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(type(self).search_on_indexes(search_term.strip())), False
+
+
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
+class WorkflowAdmin(FastListMixin, admin.ModelAdmin):
     list_display = ("name", "status_badge", "progress", "duration", "origin", "created")
-    list_filter = ("status", "name", "schedule", "launched_by")
-    search_fields = ("id", "name")
-    date_hierarchy = "created"
+    # No date_hierarchy: its year links are a SELECT DISTINCT over every run.
+    list_filter = (
+        "status",
+        WorkflowNameFilter,
+        ("created", admin.DateFieldListFilter),
+        "schedule",
+        "launched_by",
+    )
+    search_fields = ("=id", "^name", "=idempotency_key")  # what run_search looks up
+    free_text_fields = ("=id", "name", "idempotency_key", "error")
+    search_on_indexes = staticmethod(run_search)
     list_select_related = ("launched_by", "schedule__periodic_task")
     readonly_fields = [
         "id",
@@ -514,10 +591,12 @@ class WorkflowAdmin(admin.ModelAdmin):
 
 
 @admin.register(TaskRun)
-class TaskRunAdmin(admin.ModelAdmin):
+class TaskRunAdmin(FastListMixin, admin.ModelAdmin):
     list_display = ("task", "run_link", "node", "status", "attempts", "started_at", "finished_at")
-    list_filter = ("status", "task", "workflow__name", "is_hook")
-    search_fields = ("id", "task", "workflow__id")
+    list_filter = ("status", TaskNameFilter, TaskRunWorkflowNameFilter, "is_hook")
+    search_fields = ("=id", "^task", "=workflow__id")  # what task_run_search looks up
+    free_text_fields = ("=id", "task", "=workflow__id", "exception_message")
+    search_on_indexes = staticmethod(task_run_search)
     list_select_related = ("workflow",)
     readonly_fields = [f.name for f in TaskRun._meta.fields]
     exclude = ["parents"]

@@ -29,10 +29,21 @@ DEFAULTS: dict[str, Any] = {
     #: YAML files of workflow definitions (celery-director's workflows.yml format),
     #: loaded at startup; a malformed file is reported by ``manage.py check``.
     "DEFINITION_FILES": [],
-    #: The retention pass (task ``django_workflows.retention``) keeps this many newest
-    #: runs of each workflow whose definition sets no retention (None: all of them;
-    #: celery-director's DEFAULT_RETENTION_OFFSET).
+    #: What the retention pass (task ``django_workflows.retention``, run by beat) keeps.
+    #: None: everything. An int N: the newest N runs of each registered workflow whose
+    #: definition sets no ``retention:`` (celery-director's DEFAULT_RETENTION_OFFSET;
+    #: negative: all). A dict: ``{"days": D, "runs": N, "workflows": {name: {"days": ...,
+    #: "runs": ...}}}``: runs of any workflow older than D days, or beyond its newest N,
+    #: are deleted once finished; a name's own entry (or its YAML ``retention:``)
+    #: replaces the defaults for it (``None``: keep all). See ``retention``.
     "RETENTION": None,
+    #: Search in the admin's and the API's lists: False looks up ids exactly and names
+    #: by prefix, on indexes; True also matches any part of names, errors and task
+    #: names (``LIKE '%term%'``: a scan, slow on a long history).
+    "FREE_TEXT_SEARCH": False,
+    #: The API's lists: "page" (``?page=N``, a count estimated on PostgreSQL for long
+    #: lists) or "cursor" (``?cursor=...``: next/previous links, no count at all).
+    "API_PAGINATION": "page",
     #: Guardrails (None: no limit). A run may have at most MAX_NODES task runs,
     #: foreach items included.
     "MAX_NODES": 100_000,

@@ -6,9 +6,31 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 from .codec import CeleryJSONDecoder, CeleryJSONEncoder
+
+
+class PrefixIndex(models.Index):
+    """An index on an expression that serves ``LIKE 'PREFIX%'`` (``istartswith`` on
+    ``Upper(field)``): on PostgreSQL with ``text_pattern_ops``, which a prefix needs
+    under any collation but C; elsewhere a plain index."""
+
+    def create_sql(self, model: Any, schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
+        if schema_editor.connection.vendor != "postgresql":
+            return super().create_sql(model, schema_editor, using=using, **kwargs)
+        from django.contrib.postgres.indexes import OpClass
+        from django.db.models import OrderBy
+        from django.db.models.functions import Collate
+        from django.db.models.indexes import IndexExpression
+
+        # What django.contrib.postgres does when installed, so the operator class
+        # follows the expression instead of being wrapped with it in parentheses.
+        IndexExpression.register_wrappers(OrderBy, OpClass, Collate)
+        index = self.clone()
+        index.expressions = tuple(OpClass(e, name="text_pattern_ops") for e in self.expressions)
+        return super(PrefixIndex, index).create_sql(model, schema_editor, using=using, **kwargs)
 
 
 class WorkflowStatus(models.TextChoices):
@@ -67,6 +89,7 @@ class Workflow(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,  # dw_workflow_launched_by
     )
     schedule = models.ForeignKey(
         "WorkflowSchedule",
@@ -75,6 +98,7 @@ class Workflow(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="runs",
+        db_index=False,  # dw_workflow_schedule
     )
     relaunched_from = models.ForeignKey(
         "self",
@@ -105,10 +129,21 @@ class Workflow(models.Model):
                 name="dw_workflow_unique_idempotency_key",
             ),
         ]
+        # One per filter of the lists, with their ordering (newest first), so a page
+        # reads its rows in order from the index: a year of history costs what a day does.
         indexes = [
             models.Index(fields=["-created"], name="dw_workflow_created"),
             models.Index(fields=["status", "-created"], name="dw_workflow_status"),
             models.Index(fields=["name", "-created"], name="dw_workflow_name"),
+            models.Index(fields=["launched_by", "-created"], name="dw_workflow_launched_by"),
+            models.Index(fields=["schedule", "-created"], name="dw_workflow_schedule"),
+            # search: a name by prefix in any case, an idempotency key exactly
+            PrefixIndex(Upper("name"), name="dw_workflow_name_prefix"),
+            models.Index(
+                fields=["idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="dw_workflow_idempotency_key",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -168,7 +203,11 @@ class TaskRun(models.Model):
 
     id = models.UUIDField(_("task id"), primary_key=True, default=uuid.uuid4, editable=False)
     workflow = models.ForeignKey(
-        Workflow, verbose_name=_("workflow"), on_delete=models.CASCADE, related_name="task_runs"
+        Workflow,
+        verbose_name=_("workflow"),
+        on_delete=models.CASCADE,
+        related_name="task_runs",
+        db_index=False,  # dw_taskrun_unique_node starts with it
     )
     #: Stable key of the node in its DAG: its position in the canvas.
     node = models.PositiveIntegerField(_("node"))
@@ -239,9 +278,16 @@ class TaskRun(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["workflow", "node"], name="dw_taskrun_unique_node"),
         ]
+        # Each filter of the lists with the lists' ordering (workflow, node).
         indexes = [
-            models.Index(fields=["status"], name="dw_taskrun_status"),
-            models.Index(fields=["task"], name="dw_taskrun_task"),
+            models.Index(fields=["status", "workflow", "node"], name="dw_taskrun_status"),
+            models.Index(fields=["task", "workflow", "node"], name="dw_taskrun_task"),
+            models.Index(
+                fields=["workflow", "node"],
+                condition=models.Q(is_hook=True),
+                name="dw_taskrun_hooks",
+            ),
+            PrefixIndex(Upper("task"), name="dw_taskrun_task_prefix"),  # search by prefix
             # The outbox: what was claimed and never sent, for the recovery pass.
             models.Index(
                 fields=["queued_at"],

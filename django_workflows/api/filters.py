@@ -1,17 +1,21 @@
 """Query filters of the list endpoints (django-filter): an invalid value is a 400."""
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db import models
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
+from rest_framework.filters import SearchFilter
 
+from ..lists import free_text_search, run_search, task_run_search
 from ..models import TaskRun, TaskRunStatus, Workflow, WorkflowStatus
 
 INT64 = (-(2**63), 2**63 - 1)  # what the databases can compare an id with
@@ -63,8 +67,12 @@ def user_filter(**kwargs: object) -> filters.Filter:
 
 class WorkflowFilter(filters.FilterSet):
     name = filters.CharFilter(label=_("Name of the workflow definition (exact)."))
+    # distinct=False: a filter on the row's own column finds each row once, and DISTINCT
+    # over every column (and a count around it) costs a sort of the whole result.
     status = filters.MultipleChoiceFilter(
-        choices=WorkflowStatus.choices, label=_("Status; repeat the parameter for several.")
+        choices=WorkflowStatus.choices,
+        distinct=False,
+        label=_("Status; repeat the parameter for several."),
     )
     launched_by = user_filter(label=_("Id of the user who launched the run."))
     created_after = DateTimeFilter(
@@ -97,10 +105,36 @@ class WorkflowFilter(filters.FilterSet):
 class TaskRunFilter(filters.FilterSet):
     workflow = filters.UUIDFilter(label=_("Id of the workflow run."))
     status = filters.MultipleChoiceFilter(
-        choices=TaskRunStatus.choices, label=_("Status; repeat the parameter for several.")
+        choices=TaskRunStatus.choices,
+        distinct=False,
+        label=_("Status; repeat the parameter for several."),
     )
     task = filters.CharFilter(label=_("Celery task name (exact)."))
 
     class Meta:
         model = TaskRun
         fields = ["workflow", "status", "task"]
+
+
+class IndexedSearchFilter(SearchFilter):
+    """``?search=``: an id exactly or a name by prefix, on indexes (``lists``); free
+    text over ``search_fields`` when ``FREE_TEXT_SEARCH`` is on."""
+
+    def __init__(self, on_indexes: Callable[[str], Q]) -> None:
+        self.on_indexes = on_indexes
+
+    def filter_queryset(self, request: Any, queryset: QuerySet, view: Any) -> QuerySet:
+        if free_text_search():
+            return super().filter_queryset(request, queryset, view)
+        term = request.query_params.get(self.search_param, "").strip()
+        return queryset.filter(self.on_indexes(term)) if term else queryset
+
+
+class RunSearchFilter(IndexedSearchFilter):
+    def __init__(self) -> None:
+        super().__init__(run_search)
+
+
+class TaskRunSearchFilter(IndexedSearchFilter):
+    def __init__(self) -> None:
+        super().__init__(task_run_search)

@@ -11,8 +11,8 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import mixins, parsers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, ValidationError
-from rest_framework.filters import OrderingFilter, SearchFilter
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.filters import OrderingFilter
+from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
@@ -21,13 +21,15 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from .. import launch
 from ..codec import MAX_DEPTH, depth
+from ..conf import get_setting
 from ..dag import dag_data
 from ..definitions import registry
 from ..exceptions import InvalidPayload, UnknownWorkflow
+from ..lists import EstimatedCountPaginator
 from ..models import TaskAttempt, TaskRun, Workflow
 from ..policy import check_launch
 from .exceptions import InvalidInputError, as_api_exception
-from .filters import TaskRunFilter, WorkflowFilter
+from .filters import RunSearchFilter, TaskRunFilter, WorkflowFilter
 from .permissions import (
     DefinitionPermissions,
     ModelPermissions,
@@ -72,6 +74,23 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+    django_paginator_class = EstimatedCountPaginator  # no COUNT(*) of a long history
+
+
+class Cursor(CursorPagination):
+    """``API_PAGINATION = "cursor"``: next/previous links and no count at all."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class RunCursor(Cursor):
+    ordering = ("-created", "-pk")
+
+
+class TaskRunCursor(Cursor):
+    ordering = ("workflow", "node")
 
 
 class OptionalScopedRateThrottle(ScopedRateThrottle):
@@ -119,6 +138,16 @@ class APIMixin:
     def handle_exception(self, exc: Exception) -> Response:
         return super().handle_exception(as_api_exception(exc))  # type: ignore[misc]
 
+    cursor_pagination_class: type[CursorPagination]
+
+    @property
+    def paginator(self) -> Any:
+        """The page-number paginator, or the cursor one if ``API_PAGINATION`` says so."""
+        if not hasattr(self, "_paginator"):
+            cursor = get_setting("API_PAGINATION") == "cursor"
+            self._paginator = (self.cursor_pagination_class if cursor else self.pagination_class)()
+        return self._paginator
+
 
 def validated(serializer_class: type[Serializer], request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
@@ -163,9 +192,10 @@ class WorkflowViewSet(APIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     lookup_value_regex = "[^/]+"  # a malformed id is the API's JSON 404, not Django's page
     permission_classes = [ModelPermissions]
     pagination_class = Pagination
-    filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
+    cursor_pagination_class = RunCursor
+    filter_backends = [DjangoFilterBackend, RunSearchFilter, OrderingFilter]
     filterset_class = WorkflowFilter
-    search_fields = ["name", "idempotency_key", "error"]
+    search_fields = ["name", "idempotency_key", "error"]  # with FREE_TEXT_SEARCH
     ordering_fields = ["created", "started", "finished", "name", "status"]
     ordering = ["-created"]
 
@@ -301,6 +331,7 @@ class TaskRunViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"
     permission_classes = [ModelPermissions]
     pagination_class = Pagination
+    cursor_pagination_class = TaskRunCursor
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = TaskRunFilter
     ordering_fields = ["node", "queued_at", "started_at", "finished_at"]

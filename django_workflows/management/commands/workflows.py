@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import OuterRef, Subquery
+from django.db.models import Q
 from django.utils import timezone
 
 from ... import engine
@@ -20,9 +20,10 @@ from ...canvas import compile_canvas
 from ...conf import get_setting
 from ...definitions import registry
 from ...exceptions import InvalidPayload, WorkflowError
+from ...lists import distinct_values
 from ...models import FINISHED_WORKFLOW, TaskRun, Workflow
 from ...models import WorkflowStatus as W
-from ...retention import delete_finished
+from ...retention import beyond_newest, delete_finished_matching
 from ...yaml_files import load_errors, sync_schedules
 
 
@@ -89,7 +90,7 @@ class Command(BaseCommand):
             metavar="N",
             help="Beyond the newest N finished runs of each workflow.",
         )
-        prune.add_argument("--batch-size", type=int, default=500)
+        prune.add_argument("--batch-size", type=int, default=5000)
 
         sub.add_parser(
             "sync-schedules",
@@ -243,20 +244,18 @@ class Command(BaseCommand):
     ) -> None:
         if older_than is None and keep is None:
             raise CommandError("Say what to prune: --older-than DAYS and/or --keep N.")
-        doomed = Workflow.objects.filter(status__in=FINISHED_WORKFLOW)
-        if older_than is not None:
-            doomed = doomed.filter(created__lt=timezone.now() - timedelta(days=older_than))
-        if keep is not None:
-            # the created time of the N-th newest finished run of the same workflow
-            nth = (
-                Workflow.objects.filter(name=OuterRef("name"), status__in=FINISHED_WORKFLOW)
-                .order_by("-created")
-                .values("created")[keep : keep + 1]
-            )
-            doomed = doomed.filter(created__lte=Subquery(nth))
+        since = None if older_than is None else timezone.now() - timedelta(days=older_than)
+        if keep is None:
+            doomed = [Q(created__lt=since)]
+        else:  # per workflow: beyond its newest N finished runs (and older than DAYS)
+            names = distinct_values(Workflow, "name", limit=None)
+            doomed = [q for name in names if (q := beyond_newest(name, keep, True)) is not None]
+            if since is not None:
+                doomed = [q & Q(created__lt=since) for q in doomed]
         deleted = 0
-        while ids := list(doomed.values_list("pk", flat=True)[:batch_size]):
-            deleted += delete_finished(ids)  # those still finished: task runs go with them
+        for q in doomed:  # those still finished, with their task runs
+            runs = delete_finished_matching(Workflow.objects.filter(q), batch_size).runs
+            deleted += sum(runs.values())
         self.stdout.write(f"{deleted} finished run(s) deleted.")
 
     def do_sync_schedules(self, **options: Any) -> None:
