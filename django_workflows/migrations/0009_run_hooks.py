@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_workflows', '0007_replacement'),
+        ('django_workflows', '0008_history_indexes'),
     ]
 
     operations = [
