@@ -48,6 +48,16 @@ def calls():
 
 
 @pytest.fixture
+def sent(monkeypatch):
+    """No broker: what would be sent is recorded (task names), in order."""
+    sent = []
+    monkeypatch.setattr(
+        "celery.canvas.Signature.apply_async", lambda self, *a, **k: sent.append(self.task)
+    )
+    return sent
+
+
+@pytest.fixture
 def sender_dies(monkeypatch):
     """The process that claims task runs dies before it sends them: call the
     fixture's value to bring the next (living) process back."""

@@ -15,18 +15,9 @@ from django_workflows.models import Workflow
 from django_workflows.models import WorkflowStatus as W
 from tests.testapp.tasks import add, fail
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sent")]
 
 ADMIN = "/admin/django_workflows/workflow/"
-
-
-@pytest.fixture(autouse=True)
-def sent(monkeypatch):
-    sent = []
-    monkeypatch.setattr(
-        "celery.canvas.Signature.apply_async", lambda self, *a, **k: sent.append(self.task)
-    )
-    return sent
 
 
 def user(username: str, *perms: str):

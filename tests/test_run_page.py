@@ -17,16 +17,7 @@ from tests.helpers import chord_run
 from tests.test_admin import ADMIN, failed_run, user
 from tests.testapp.tasks import add
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def sent(monkeypatch):
-    sent = []
-    monkeypatch.setattr(
-        "celery.canvas.Signature.apply_async", lambda self, *a, **k: sent.append(self.task)
-    )
-    return sent
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sent")]
 
 
 @pytest.fixture
