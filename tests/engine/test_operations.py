@@ -161,11 +161,18 @@ def test_queued_tasks_of_a_canceled_run_never_start(worker, celery_app):
     until(lambda: wf.task_runs.filter(status=T.RUNNING).count() == 3, what="3 naps running")
 
     wf.cancel()
-    started = set(Call.objects.values_list("task_id", flat=True))
+    # What was running when the cancel committed (its attempt is kept as canceled):
+    # a nap whose start won the race with the cancel is one of them.
+    started = {
+        str(pk)
+        for pk in TaskAttempt.objects.filter(task_run__workflow=wf, status=T.CANCELED).values_list(
+            "task_run_id", flat=True
+        )
+    }
     until(lambda: worker_idle(celery_app), what="the worker to drain its queue")
 
     assert set(Call.objects.values_list("task_id", flat=True)) == started
-    assert len(started) == 3
+    assert 3 <= len(started) < 7
     assert set(wf.task_runs.values_list("status", flat=True)) == {T.CANCELED}
 
 
@@ -223,6 +230,9 @@ def test_retries_show_as_retrying_and_advance_once(worker, task):
     assert wf.status == W.SUCCESS and wf.result == 8
     retried = node(wf, 0)
     assert retried.attempts == 3
+    # Celery sends a retry's message before it reports the retry: the first
+    # report may come after the run has finished.
+    until(lambda: retried.history.count() == 2, what="both retries' reports")
     history = list(retried.history.values_list("attempt", "status"))
     assert history == [(1, T.RETRYING), (2, T.RETRYING)]
     assert "try 0" in retried.history.first().exception_message
