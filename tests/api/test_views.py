@@ -12,6 +12,7 @@ import uuid
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
+from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -496,9 +497,12 @@ def test_lists_cost_a_fixed_number_of_queries(django_assert_max_num_queries):
         failed_breaks()
     client = APIClient()
     client.force_authenticate(User.objects.create_superuser("root"))
-    with django_assert_max_num_queries(2):  # count, page
+    # PostgreSQL asks the planner's estimate first (django_workflows.lists): one more.
+    estimate = 1 if connection.vendor == "postgresql" else 0
+    with django_assert_max_num_queries(2 + estimate):  # count, page
         assert len(client.get("/api/workflows/").json()["results"]) == 5
-    with django_assert_max_num_queries(4):  # count, page, attempts, result rows (links)
+    # count, page, attempts, result rows (links)
+    with django_assert_max_num_queries(4 + estimate):
         assert len(client.get("/api/task-runs/").json()["results"]) == 15
 
 
