@@ -29,7 +29,9 @@ QUEUE = "outside"
 @pytest.fixture(scope="module")
 def sql_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     with django_db_blocker.unblock():
-        log = tmp_path_factory.mktemp("outside") / "worker.log"
+        # Its own node name ("outside-<pid>@host"): the session worker is "worker-<pid>@host",
+        # and RabbitMQ refuses a second consumer of the same node's mailbox.
+        log = tmp_path_factory.mktemp("outside") / "outside.log"
         proc = start_worker(log, "-Q", QUEUE, concurrency=2, env={"DW_LOG_SQL": "1"})
     proc.log = log
     yield proc
