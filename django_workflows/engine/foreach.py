@@ -12,16 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from ..canvas import Node
-from ..conf import get_setting
 from ..exceptions import NodeLimitExceeded
-from ..models import TaskRun, Workflow
+from ..models import TaskRun
 from ..models import TaskRunStatus as T
 from . import counters
-from .graph import parents_of, save_edges, task_run
+from .graph import parents_of, reserve_nodes, save_edges, task_run
 from .transitions import move_tasks
 
 
@@ -52,22 +50,12 @@ def expand(run: TaskRun, items: Any) -> Expansion | None:
         TaskRun.objects.filter(pk=run.pk).update(map_size=0)
         return Expansion()
     with transaction.atomic():
-        # One expansion at a time per run: node numbers are allocated here.
-        total = (
-            Workflow.objects.select_for_update()
-            .filter(pk=run.workflow_id)
-            .values_list("tasks_total", flat=True)
-            .get()
-        )
-        limit = get_setting("MAX_NODES")
-        if limit is not None and total + len(items) > limit:
-            return Expansion(
-                error=NodeLimitExceeded(
-                    f"foreach({run.task}) would expand into {len(items)} task runs, "
-                    f"{total + len(items)} in this run: the limit is {limit} "
-                    "(DJANGO_WORKFLOWS['MAX_NODES'])."
-                )
+        try:
+            first = reserve_nodes(
+                run.workflow_id, len(items), f"foreach({run.task}) would expand into"
             )
+        except NodeLimitExceeded as exc:
+            return Expansion(error=exc)
         # The node goes back to pending to wait for its items, if it is still
         # queued under the claim it was sent with; a cancel moved it otherwise.
         if not move_tasks(
@@ -79,14 +67,13 @@ def expand(run: TaskRun, items: Any) -> Expansion | None:
             claim=None,
         ):
             return None
-        return Expansion(items=_add_items(run, items))
+        return Expansion(items=_add_items(run, items, first))
 
 
-def _add_items(run: TaskRun, items: list) -> list[TaskRun]:
-    """Save the items and their edges (the node's parents -> item -> node)."""
+def _add_items(run: TaskRun, items: list, first: int) -> list[TaskRun]:
+    """Save the items, numbered from ``first``, and their edges (the node's
+    parents -> item -> node)."""
     now, claim = timezone.now(), uuid.uuid4()
-    base = TaskRun.objects.filter(workflow_id=run.workflow_id).aggregate(last=Max("node"))
-    first = base["last"] + 1
     children = [
         task_run(
             Node(

@@ -11,8 +11,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import Max
+
 from ..canvas import Node
-from ..models import TaskRun
+from ..conf import get_setting
+from ..exceptions import NodeLimitExceeded
+from ..models import TaskRun, Workflow
 
 Edge = TaskRun.parents.through
 
@@ -46,6 +50,30 @@ def node_of(run: TaskRun, parents: Iterable[int]) -> Node:
         parents=sorted(parents),
         map=run.is_map,
     )
+
+
+def reserve_nodes(workflow_id: Any, count: int, adding: str) -> int:
+    """Make room for ``count`` more task runs of a run growing at run time
+    (a foreach expanding, a task replacing itself); return the first free
+    node number. Call inside a transaction: the run's row stays locked, so
+    one expansion at a time per run allocates numbers.
+
+    Raises :class:`NodeLimitExceeded` past ``MAX_NODES``, ``adding`` saying what grows.
+    """
+    total = (
+        Workflow.objects.select_for_update()
+        .filter(pk=workflow_id)
+        .values_list("tasks_total", flat=True)
+        .get()
+    )
+    limit = get_setting("MAX_NODES")
+    if limit is not None and total + count > limit:
+        raise NodeLimitExceeded(
+            f"{adding} {count} task runs, {total + count} in this run: the limit is "
+            f"{limit} (DJANGO_WORKFLOWS['MAX_NODES'])."
+        )
+    last = TaskRun.objects.filter(workflow_id=workflow_id).aggregate(last=Max("node"))["last"]
+    return last + 1
 
 
 def save_edges(pairs: Iterable[tuple[Any, Any]]) -> None:

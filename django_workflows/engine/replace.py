@@ -13,16 +13,13 @@ import uuid
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from ..canvas import compile_canvas
-from ..conf import get_setting
-from ..exceptions import NodeLimitExceeded
-from ..models import TaskRun, Workflow
+from ..models import TaskRun
 from ..models import TaskRunStatus as T
 from . import counters
-from .graph import parents_of, save_edges, task_run
+from .graph import parents_of, reserve_nodes, save_edges, task_run
 from .transitions import move_tasks
 
 
@@ -38,22 +35,7 @@ def expand(task_id: str, workflow_id: str, signature: Any, attempt: Any) -> list
     has_children = {parent for node in graph.nodes for parent in node.parents}
     last = [node.index for node in graph.nodes if node.index not in has_children]
     with transaction.atomic():
-        # One expansion at a time per run: node numbers are allocated here.
-        total = (
-            Workflow.objects.select_for_update()
-            .filter(pk=workflow_id)
-            .values_list("tasks_total", flat=True)
-            .get()
-        )
-        limit = get_setting("MAX_NODES")
-        if limit is not None and total + len(graph.nodes) > limit:
-            raise NodeLimitExceeded(
-                f"Replacing task run {task_id} adds {len(graph.nodes)} task runs, "
-                f"{total + len(graph.nodes)} in this run: the limit is {limit} "
-                "(DJANGO_WORKFLOWS['MAX_NODES'])."
-            )
-        first = TaskRun.objects.filter(workflow_id=workflow_id).aggregate(last=Max("node"))
-        offset = first["last"] + 1
+        offset = reserve_nodes(workflow_id, len(graph.nodes), f"Replacing task run {task_id} adds")
         replaced = TaskRun.objects.filter(pk=task_id)
         if attempt is not None:
             replaced = replaced.filter(claim=attempt)
