@@ -23,9 +23,10 @@ The invariants each module keeps:
 1. Every run reaches success, failure or canceled, or shows what it waits
    for: no path leaves a run ``running`` with nothing that will move it.
 2. Nothing claimed is lost: a task run claimed for sending is ``queued`` in
-   the claiming transaction and marked sent once the broker has it
-   (:mod:`.send`); :func:`.recovery.recover` sends what a dead or failing
-   sender left, and never what was sent.
+   the claiming transaction and marked sent once the broker has it, or, a
+   success's children, sent before the claim commits with the mark in the
+   claim (:mod:`.send`); :func:`.recovery.recover` sends what a dead or
+   failing sender left, and never what was sent.
 3. Each dispatch is an attempt (the task run's ``claim``, carried by its
    message): a stale attempt's report never moves a newer attempt.
 4. Nothing starts after ``cancel()`` returns; nothing a user did is erased.

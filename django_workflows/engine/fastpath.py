@@ -25,15 +25,20 @@ def release_children(children: QuerySet, *, claim: Any, queued_at: Any) -> int:
     The child whose last parent this was (waiting 1 -> 0) is claimed in the
     same conditional UPDATE, pending -> queued with ``claim``: the SET
     expressions see the row as locked, so of two parents finishing at once
-    exactly one claims a join. Returns how many children were touched.
+    exactly one claims a join. A claimed child that is sent as it is (not a
+    foreach node, nor a task that replaced itself) is marked sent with the
+    claim: its message goes before the claim commits
+    (:func:`.send.send_in_claim`). Returns how many children were touched.
     """
     assert T.PENDING in TASK_TRANSITIONS[T.QUEUED]
     last_parent = Q(waiting=1, status=T.PENDING)
+    sent_as_is = last_parent & Q(is_map=False, replacement__isnull=True)
     return children.update(
         waiting=F("waiting") - 1,
         status=Case(When(last_parent, then=Value(T.QUEUED)), default=F("status")),
         claim=Case(When(last_parent, then=Value(claim)), default=F("claim")),
         queued_at=Case(When(last_parent, then=Value(queued_at)), default=F("queued_at")),
+        sent_at=Case(When(sent_as_is, then=Value(queued_at)), default=F("sent_at")),
     )
 
 
@@ -42,25 +47,37 @@ def start(task_id: Any, *, started_at: Any, worker: str, retries: int, attempt: 
 
     With ``attempt`` (the message's dispatch attempt), only if it is the
     task run's current one: a stale message starts nothing.
+
+    A message can arrive before the claim that sent it has committed
+    (:func:`.send.send_in_claim`). SQLite's write lock makes the UPDATE wait
+    for that commit; PostgreSQL's UPDATE skips a row whose committed version
+    does not match without waiting, so when nothing matched, it waits for any
+    transaction holding the row, then tries once more.
     """
     sources = sorted(TASK_TRANSITIONS[T.RUNNING])
     table = connection.ops.quote_name(TaskRun._meta.db_table)
     current = "" if attempt is None else " AND claim = %s"
+    run_id = _db_value("id", task_id)
+    sql = (
+        f"UPDATE {table} SET status = %s, started_at = %s, worker = %s, "
+        f"attempts = attempts + 1, retries = %s "
+        f"WHERE id = %s AND status IN ({', '.join(['%s'] * len(sources))}){current}"
+    )
+    params = [
+        T.RUNNING,
+        _db_value("started_at", started_at),
+        worker,
+        retries,
+        run_id,
+        *sources,
+        *([] if attempt is None else [_db_value("claim", attempt)]),
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, started_at = %s, worker = %s, "
-            f"attempts = attempts + 1, retries = %s "
-            f"WHERE id = %s AND status IN ({', '.join(['%s'] * len(sources))}){current}",
-            [
-                T.RUNNING,
-                _db_value("started_at", started_at),
-                worker,
-                retries,
-                _db_value("id", task_id),
-                *sources,
-                *([] if attempt is None else [_db_value("claim", attempt)]),
-            ],
-        )
+        cursor.execute(sql, params)
+        if cursor.rowcount == 1 or attempt is None or connection.vendor != "postgresql":
+            return cursor.rowcount == 1
+        cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE", [run_id])
+        cursor.execute(sql, params)
         return cursor.rowcount == 1
 
 
@@ -92,7 +109,8 @@ def succeed(
     attempt: Any = None,
 ) -> Succeeded | None:
     """A task succeeded: store its result, count it, release its children
-    (claiming the ready ones with ``claim``).
+    (claiming the ready ones with ``claim``, see :func:`release_children`).
+    Run it in a transaction: the claimed children are sent before it commits.
 
     Returns None if the task run was not active (a message delivered twice,
     a canceled run) or ``attempt`` is not its current one. On PostgreSQL
@@ -148,7 +166,10 @@ WITH done AS (
         claim = CASE WHEN child.waiting = 1 AND child.status = %(pending)s
                      THEN %(claim)s::uuid ELSE child.claim END,
         queued_at = CASE WHEN child.waiting = 1 AND child.status = %(pending)s
-                         THEN %(now)s ELSE child.queued_at END
+                         THEN %(now)s ELSE child.queued_at END,
+        sent_at = CASE WHEN child.waiting = 1 AND child.status = %(pending)s
+                            AND NOT child.is_map AND child.replacement IS NULL
+                       THEN %(now)s ELSE child.sent_at END
     FROM {edge} AS edge, done
     WHERE edge.to_taskrun_id = done.id AND child.id = edge.from_taskrun_id
     RETURNING child.*

@@ -71,12 +71,7 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
             continue
         known = send.with_inputs(batch, known)
         sent = send.send([run for run in batch if not _expanded(run)], known)
-        broker_error = broker_error or sent.broker_error
-        for run, error in sent.unsent:
-            # What the broker did not take stays queued and unsent: the
-            # recovery pass sends it when the broker is back.
-            if error is not sent.broker_error:
-                task_failed(str(run.pk), error)
+        broker_error = broker_error or _settle(sent)
         for run in (run for run in batch if _expanded(run)):
             if run.replacement is not None:
                 # Its replacement has finished: the result is read from it.
@@ -105,6 +100,18 @@ def dispatch(runs: Iterable[TaskRun], results: dict[int, Any]) -> None:
         raise BrokerUnavailable(
             f"The broker could not be reached: {broker_error}"
         ) from broker_error
+
+
+def _settle(sent: send.Sent) -> OperationalError | None:
+    """Fail what could not be sent for a reason of its own (a bad signature).
+
+    What the broker did not take stays queued and unsent: the recovery pass
+    sends it when the broker is back. Returns the broker's error, if any.
+    """
+    for run, error in sent.unsent:
+        if error is not sent.broker_error:
+            task_failed(str(run.pk), error)
+    return sent.broker_error
 
 
 def _expanded(run: TaskRun) -> bool:
@@ -227,22 +234,36 @@ def _record_success(
         )
         return None
     result = decode(text)
-    done = succeed(
-        task_id,
-        workflow_id,
-        result=result,
-        result_json=text,
-        finished_at=timezone.now(),
-        claim=uuid.uuid4(),
-        attempt=attempt,
-    )
-    if done is None:
-        return None  # already recorded (a message delivered twice), canceled, or stale
+    known = {node: result}
+    # The success, its claims and the claimed children's messages: one
+    # transaction, sent before it commits (see send.send_in_claim).
+    with transaction.atomic():
+        done = succeed(
+            task_id,
+            workflow_id,
+            result=result,
+            result_json=text,
+            finished_at=timezone.now(),
+            claim=uuid.uuid4(),
+            attempt=attempt,
+        )
+        if done is None:
+            return None  # already recorded (a message delivered twice), canceled, or stale
+        ready = [run for run in done.claimed if not _expanded(run)]
+        sent = send.send_in_claim(ready, send.with_inputs(ready, known)) if ready else None
     changed(workflow_id, [task_id], T.SUCCESS)
     if done.claimed:
         changed(workflow_id, [r.pk for r in done.claimed], T.QUEUED)
-        return done.claimed, {node: result}  # a child is queued: the run goes on
-    if done.may_finish:
+    if sent is not None and _settle(sent) is not None:
+        logger.error(
+            "Could not send the children of task run %s (%s): the recovery pass will",
+            task_id,
+            sent.broker_error,
+        )
+    expanded = [run for run in done.claimed if _expanded(run)]
+    if expanded:
+        return expanded, known  # a foreach node, or a replaced task, to work out
+    if not done.claimed and done.may_finish:
         finish_if_done(workflow_id)
     return None
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Signature, current_app
+from django.db import connection
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -31,6 +32,8 @@ class Sent:
     unsent: list[tuple[TaskRun, BaseException]] = field(default_factory=list)
     #: Set when the broker could not be reached: nothing after it was sent.
     broker_error: OperationalError | None = None
+    #: The ids of the runs the broker took.
+    delivered: list[Any] = field(default_factory=list)
 
 
 def results_of(workflow_id: Any, nodes: Iterable[int]) -> dict[int, Any]:
@@ -54,10 +57,35 @@ def send(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
     """Send each run with its input resolved from ``results`` (node -> result),
     then mark what reached the broker as sent (one UPDATE): what stays
     unmarked is the recovery pass's to send."""
+    sent = publish(runs, results)
+    if sent.delivered:
+        TaskRun.objects.filter(pk__in=sent.delivered).update(sent_at=timezone.now())
+    return sent
+
+
+def send_in_claim(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
+    """Send runs claimed, and marked sent, by the current transaction, before it commits.
+
+    The hot path's outbox: a success claims its children with ``sent_at``
+    set (:func:`.fastpath.succeed`) and sends them before its commit, so no
+    UPDATE follows the send. A child's message that arrives first waits for
+    the commit (the claim holds its row); if the transaction rolls back, the
+    message's attempt was never committed and its start skips it. What the
+    broker refused is unmarked here, for the recovery pass.
+    """
+    assert connection.in_atomic_block, "send_in_claim() runs inside the claiming transaction"
+    sent = publish(runs, results)
+    if sent.unsent:
+        TaskRun.objects.filter(pk__in=[run.pk for run, _ in sent.unsent]).update(sent_at=None)
+    return sent
+
+
+def publish(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
+    """Publish each run's message; say which reached the broker and which did not."""
     if eager.enabled():
         return _run_inline(runs, results)
     sent = Sent()
-    delivered = []
+    delivered = sent.delivered
     with current_app.producer_or_acquire() as producer:
         for position, run in enumerate(runs):
             signature, headers = _message(run, results)
@@ -72,8 +100,6 @@ def send(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
             except Exception as exc:  # e.g. TypeError: the arguments do not fit the task
                 logger.warning("Could not send task run %s (%s): %r", run.pk, run.task, exc)
                 sent.unsent.append((run, exc))
-    if delivered:
-        TaskRun.objects.filter(pk__in=delivered).update(sent_at=timezone.now())
     return sent
 
 
@@ -101,7 +127,7 @@ def _run_inline(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
             sent.unsent.append((run, exc))
             continue
         calls.append((signature, str(run.pk), headers))
+        sent.delivered.append(run.pk)
     if calls:
-        TaskRun.objects.filter(pk__in=[pk for _, pk, _ in calls]).update(sent_at=timezone.now())
         eager.run(calls)
     return sent

@@ -9,7 +9,7 @@ dispatch carries an attempt, and a report of an older one changes nothing.
 import pytest
 
 from django_workflows import engine, launch_canvas
-from django_workflows.engine import recover
+from django_workflows.engine import recover, send
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
 from tests.helpers import node, until, worker_idle
@@ -30,19 +30,46 @@ def test_roots_of_a_launch_that_died_before_sending_are_recovered(worker, sender
     assert recover(grace=0) == []
 
 
+class WorkerDied(BaseException):
+    """The process stops here (SIGKILL): nothing after this line runs."""
+
+
+@pytest.fixture
+def dies_before_commit(monkeypatch, sender_dies):
+    """A success's worker dies after its children's messages reached the
+    broker, before its transaction commits (the database rolls it back).
+    Nothing is sent until then (``sender_dies``); call the fixture's value
+    to bring the next (living) process back."""
+    send_in_claim = send.send_in_claim
+
+    def send_then_die(runs, results):
+        send_in_claim(runs, results)
+        raise WorkerDied
+
+    monkeypatch.setattr(send, "send_in_claim", send_then_die)
+    return monkeypatch.undo
+
+
 @pytest.mark.worker
-def test_children_claimed_by_a_success_whose_worker_died_are_recovered(worker, sender_dies):
+def test_children_sent_by_a_success_whose_worker_died_before_committing_never_run_stale(
+    worker, dies_before_commit, calls
+):
     wf = launch_canvas(add.s(1, 1) | add.s(2) | add.s(3))
     root = node(wf, 0)
-    # The root ran; its success was committed; the worker died before the send.
     assert engine.task_started(str(root.pk), str(wf.pk), "w", attempt=root.claim)
+    with pytest.raises(WorkerDied):
+        engine.task_succeeded(str(root.pk), str(wf.pk), 0, 2, attempt=root.claim)
+    dies_before_commit()
+    # Nothing was committed: the child's message carries an attempt that never was.
+    assert node(wf, 0).status == T.RUNNING
+    assert node(wf, 1).status == T.PENDING and node(wf, 1).claim is None
+
+    # The root's message is delivered again (acks_late) and its success recorded.
     engine.task_succeeded(str(root.pk), str(wf.pk), 0, 2, attempt=root.claim)
-    sender_dies()
-    assert node(wf, 1).status == T.QUEUED and node(wf, 1).sent_at is None
-
-    assert recover(grace=0) == [str(node(wf, 1).pk)]
-
+    assert recover(grace=0) == []
     assert wf.wait().status == W.SUCCESS and wf.result == 7
+    # The stale message reached the worker first, and was skipped.
+    assert len(calls([node(wf, 1).pk])) == 1 and node(wf, 1).attempts == 1
 
 
 def test_recovery_waits_for_its_grace(sender_dies):
@@ -60,7 +87,7 @@ def test_a_task_waiting_in_a_long_queue_is_not_sent_again(worker):
     wf.cancel()
 
 
-def test_a_stale_attempt_never_moves_a_newer_one(sender_dies):
+def test_a_stale_attempt_never_moves_a_newer_one(sent):
     wf = launch_canvas(add.s(1, 1) | add.s(2))
     root = node(wf, 0)
     old = root.claim
@@ -83,21 +110,30 @@ def test_a_stale_attempt_never_moves_a_newer_one(sender_dies):
     engine.task_succeeded(str(root.pk), str(wf.pk), 0, 2, attempt=new)
     assert node(wf, 0).status == T.SUCCESS and node(wf, 0).result == 2
     assert node(wf, 1).status == T.QUEUED
+    assert len(sent) == 3  # the root, the root resumed, its child
 
 
 @pytest.mark.worker
-def test_a_join_claimed_and_left_unsent_is_recovered_with_every_result(worker, sender_dies):
+def test_a_join_whose_last_parent_died_before_committing_is_claimed_again(
+    worker, dies_before_commit, calls
+):
     from celery import chord
 
     wf = launch_canvas(chord([add.s(1, 1), add.s(2, 2)], tsum.s()))
-    for index, value in ((0, 2), (1, 4)):
+    for index in (0, 1):
         run = node(wf, index)
         assert engine.task_started(str(run.pk), str(wf.pk), "w", attempt=run.claim)
-        engine.task_succeeded(str(run.pk), str(wf.pk), index, value, attempt=run.claim)
-    sender_dies()
+    first = node(wf, 0)
+    engine.task_succeeded(str(first.pk), str(wf.pk), 0, 2, attempt=first.claim)
+    last = node(wf, 1)
+    with pytest.raises(WorkerDied):
+        engine.task_succeeded(str(last.pk), str(wf.pk), 1, 4, attempt=last.claim)
+    dies_before_commit()
+    assert node(wf, 2).status == T.PENDING and node(wf, 2).waiting == 1
 
-    assert recover(grace=0) == [str(node(wf, 2).pk)]
+    engine.task_succeeded(str(last.pk), str(wf.pk), 1, 4, attempt=last.claim)
     assert wf.wait().status == W.SUCCESS and wf.result == 6
+    assert len(calls([node(wf, 2).pk])) == 1 and node(wf, 2).attempts == 1
 
 
 @pytest.mark.worker
@@ -210,3 +246,41 @@ def test_a_retry_celery_could_not_publish_goes_back_to_the_outbox(worker, sender
     assert recover(grace=0) == [str(root.pk)]
     assert wf.wait().status == W.SUCCESS and wf.result == 4
     assert list(node(wf, 0).history.values_list("status", flat=True)) == [T.RETRYING]
+
+
+def test_a_message_that_arrives_before_its_claim_commits_starts_once_it_has(sent):
+    """A success sends its children before it commits: a child's start that
+    comes first waits for that commit, then starts (it is no stale attempt)."""
+    import threading
+    import uuid
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from django_workflows.engine.fastpath import succeed
+
+    wf = launch_canvas(add.s(1, 1) | add.s(2))
+    root = node(wf, 0)
+    assert engine.task_started(str(root.pk), str(wf.pk), "w", attempt=root.claim)
+    started = []
+
+    def start_child(claim):
+        try:
+            child = node(wf, 1)
+            started.append(engine.task_started(str(child.pk), str(wf.pk), "w", attempt=claim))
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        claim = uuid.uuid4()
+        done = succeed(
+            root.pk, wf.pk, result=2, result_json="2", finished_at=timezone.now(), claim=claim
+        )
+        assert [run.node for run in done.claimed] == [1]
+        child = threading.Thread(target=start_child, args=(claim,))
+        child.start()
+        child.join(timeout=1)
+        assert child.is_alive() and started == []  # it waits for the commit
+    child.join(timeout=10)
+    assert started == [True]
+    assert node(wf, 1).status == T.RUNNING
