@@ -42,6 +42,13 @@ from .models import FINISHED_WORKFLOW, ScheduleFire, TaskAttempt, TaskRun, Workf
 
 logger = logging.getLogger(__name__)
 
+#: Runs per transaction. Small enough that PostgreSQL finds a batch's edges through
+#: their index (at 5,000 runs it read the whole edge table once per batch: 0.3 to 0.8 s
+#: at 4,000,000 edges, more as the history grows) and that each transaction holds its
+#: locks briefly; large enough that the statements' cost is small beside the
+#: foreign-key checks, one per deleted row and constraint, which bound the rate.
+BATCH_SIZE = 1000
+
 Edge = TaskRun.parents.through
 
 #: What hangs on a run or a task run, as the set-based delete handles it.
@@ -104,7 +111,7 @@ def _delete_batch(ids: list[Any]) -> int:
     return count
 
 
-def delete_finished_matching(queryset: QuerySet, batch_size: int = 5000) -> Deleted:
+def delete_finished_matching(queryset: QuerySet, batch_size: int = BATCH_SIZE) -> Deleted:
     """Delete the runs of ``queryset`` finished at the moment of the delete, with their
     task runs, ``batch_size`` runs per transaction, oldest first."""
     deleted = Deleted()
@@ -218,7 +225,7 @@ def _names(default: Rule | None, own: Iterable[str]) -> list[str]:
     return sorted(names)
 
 
-def apply_retention(batch_size: int = 5000) -> dict[str, int]:
+def apply_retention(batch_size: int = BATCH_SIZE) -> dict[str, int]:
     """Delete the finished runs each workflow's rule does not keep; how many, by name."""
     start = time.perf_counter()
     default, own = rules()

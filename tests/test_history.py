@@ -19,7 +19,12 @@ from rest_framework.test import APIClient
 from django_workflows.lists import distinct_values, estimated_count
 from django_workflows.models import ScheduleFire, TaskAttempt, TaskRun, Workflow
 from django_workflows.models import WorkflowStatus as W
-from django_workflows.retention import apply_retention, delete_finished, rules
+from django_workflows.retention import (
+    apply_retention,
+    delete_finished,
+    delete_finished_matching,
+    rules,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -214,6 +219,7 @@ def test_the_set_based_delete_removes_what_hangs_on_a_run():
     relaunch.refresh_from_db(), fire.refresh_from_db()
     assert relaunch.relaunched_from is None and fire.workflow is None
     assert kept.task_runs.count() == 2
+    connection.check_constraints()  # nothing left pointing at a deleted row
     # one statement per table, not one per task run
     deletes = [sql for sql in sqls(queries) if sql.startswith("DELETE")]
     assert len(deletes) == 4, deletes  # attempts, edges, task runs, runs
@@ -232,3 +238,19 @@ def test_a_project_listening_to_deletes_gets_djangos_delete():
     finally:
         pre_delete.disconnect(receiver, sender=TaskRun)
     assert len(seen) == 2 and not Workflow.objects.exists()
+
+
+def test_a_delete_in_batches_reports_every_batch_and_keeps_what_is_alive():
+    finished = [
+        run(name, status, tasks=3)
+        for name, status in [("etl", W.SUCCESS), ("etl", W.FAILURE), ("arith", W.CANCELED)] * 3
+    ]
+    alive = [run("etl", W.RUNNING, tasks=3), run("arith", W.PENDING, tasks=3)]
+    fires = [ScheduleFire.objects.create(workflow=wf, outcome="launched") for wf in finished]
+    deleted = delete_finished_matching(Workflow.objects.all(), batch_size=4)  # 3 batches
+    assert deleted.runs == {"etl": 6, "arith": 3} and deleted.task_runs == 27
+    assert set(Workflow.objects.all()) == set(alive)
+    assert TaskRun.objects.count() == 6 and TaskRun.parents.through.objects.count() == 4
+    assert TaskAttempt.objects.count() == 2
+    assert ScheduleFire.objects.filter(pk__in=[f.pk for f in fires], workflow=None).count() == 9
+    connection.check_constraints()

@@ -23,7 +23,7 @@ from ...exceptions import InvalidPayload, WorkflowError
 from ...lists import distinct_values
 from ...models import FINISHED_WORKFLOW, TaskRun, Workflow
 from ...models import WorkflowStatus as W
-from ...retention import beyond_newest, delete_finished_matching
+from ...retention import BATCH_SIZE, beyond_newest, delete_finished_matching
 from ...yaml_files import load_errors, sync_schedules
 
 
@@ -90,7 +90,7 @@ class Command(BaseCommand):
             metavar="N",
             help="Beyond the newest N finished runs of each workflow.",
         )
-        prune.add_argument("--batch-size", type=int, default=5000)
+        prune.add_argument("--batch-size", type=int, default=BATCH_SIZE)
 
         sub.add_parser(
             "sync-schedules",
