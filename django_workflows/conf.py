@@ -44,6 +44,12 @@ DEFAULTS: dict[str, Any] = {
     #: The API's lists: "page" (``?page=N``, a count estimated on PostgreSQL for long
     #: lists) or "cursor" (``?cursor=...``: next/previous links, no count at all).
     "API_PAGINATION": "page",
+    #: Whether Celery also stores each workflow task's result in its result backend
+    #: (``AsyncResult(task_run.id).get()``, django-celery-results' TaskResult). The
+    #: task run row stores it anyway; False saves that second write, which sits on
+    #: each hop's critical path (the next task is sent after it), and the result
+    #: backend's space. Tasks outside workflows are not affected.
+    "STORE_CELERY_RESULTS": True,
     #: Guardrails (None: no limit). A run may have at most MAX_NODES task runs,
     #: foreach items included.
     "MAX_NODES": 100_000,

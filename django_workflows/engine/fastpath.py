@@ -53,15 +53,26 @@ def start(task_id: Any, *, started_at: Any, worker: str, retries: int, attempt: 
     for that commit; PostgreSQL's UPDATE skips a row whose committed version
     does not match without waiting, so when nothing matched, it waits for any
     transaction holding the row, then tries once more.
+
+    On PostgreSQL the start commits without waiting for its WAL flush
+    (``synchronous_commit`` off for this statement's own transaction, so
+    not inside a caller's): the mark is
+    advisory, the task's outcome overwrites it, and that outcome's own
+    synchronous commit flushes the start with it. A database crash in
+    between loses the mark, never an outcome.
     """
     sources = sorted(TASK_TRANSITIONS[T.RUNNING])
     table = connection.ops.quote_name(TaskRun._meta.db_table)
     current = "" if attempt is None else " AND claim = %s"
     run_id = _db_value("id", task_id)
+    no_flush, flushed = "", ""
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        no_flush = "WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)) "
+        flushed = " AND EXISTS (SELECT 1 FROM no_flush)"
     sql = (
-        f"UPDATE {table} SET status = %s, started_at = %s, worker = %s, "
+        f"{no_flush}UPDATE {table} SET status = %s, started_at = %s, worker = %s, "
         f"attempts = attempts + 1, retries = %s "
-        f"WHERE id = %s AND status IN ({', '.join(['%s'] * len(sources))}){current}"
+        f"WHERE id = %s AND status IN ({', '.join(['%s'] * len(sources))}){current}{flushed}"
     )
     params = [
         T.RUNNING,

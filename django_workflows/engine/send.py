@@ -17,6 +17,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from ..canvas import referenced, resolve
+from ..conf import get_setting
 from ..headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 from ..models import TaskRun
 from . import eager
@@ -107,6 +108,8 @@ def _message(run: TaskRun, results: dict[int, Any]) -> tuple[Signature, dict[str
     """The signature and headers that send ``run``."""
     args = run.args if run.input is None else [resolve(run.input, results), *run.args]
     options = dict(run.options)
+    if not get_setting("STORE_CELERY_RESULTS"):
+        options["ignore_result"] = True  # the task run's row keeps it
     headers = {**options.pop("headers", {}), RUN_HEADER: str(run.workflow_id)}
     if not run.is_hook:
         headers[NODE_HEADER] = run.node

@@ -102,3 +102,25 @@ def test_parents_finishing_at_once_claim_the_join_exactly_once(sent):
     assert len(joins) == 1
     assert joins[0][1] == (list(range(32)),)
     assert wf.task_runs.get(node=32).status == T.QUEUED
+
+
+@pytest.mark.skipif(not PG, reason="PostgreSQL's synchronous_commit")
+@pytest.mark.django_db(transaction=True)
+def test_the_start_never_weakens_a_callers_commit(sent):
+    """The start mark skips its WAL flush in its own transaction only: never
+    in a transaction it runs inside (eager mode, a caller's), nor after it."""
+    from django.db import transaction
+
+    wf = launch_canvas(chain(add.s(1, 1), add.s(2)))
+    root = wf.task_runs.get(node=0)
+
+    def synchronous_commit():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():
+        assert engine.task_started(str(root.pk), str(wf.pk), "w1")
+        assert synchronous_commit() == "on"
+    assert engine.task_started(str(root.pk), str(wf.pk), "w1")  # delivered again
+    assert synchronous_commit() == "on"
