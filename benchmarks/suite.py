@@ -27,7 +27,7 @@ from kombu.utils.json import dumps  # noqa: E402
 
 from django_workflows import launch_canvas  # noqa: E402
 from django_workflows.models import TaskRun  # noqa: E402
-from tests.testapp.tasks import bench_noop  # noqa: E402
+from tests.testapp.tasks import bench_join_lag, bench_noop, bench_stamp  # noqa: E402
 from tests.worker import start_worker, stop_worker  # noqa: E402
 
 from .history import history  # noqa: E402
@@ -124,12 +124,11 @@ def fan_out_in(reps: int) -> None:
     def canvas():
         return chord([bench_noop.s() for _ in range(width)], bench_noop.s())
 
-    runs = []
-
-    def tracked():
-        runs.append(launch_canvas(canvas()).wait(timeout=600, interval=0.01))
-
-    t, n = side_by_side(tracked, lambda: wait_native(canvas().apply_async()), reps)
+    t, n = side_by_side(
+        lambda: launch_canvas(canvas()).wait(timeout=600, interval=0.01),
+        lambda: wait_native(canvas().apply_async()),
+        reps,
+    )
     tasks = width + 1
     rate_t = [tasks / x for x in t]
     rate_n = [tasks / x for x in n]
@@ -142,13 +141,90 @@ def fan_out_in(reps: int) -> None:
         spread(rate_n, fmt="{:.0f}"),
         f"{ratio:.2f}x native; {transitions:.0f} transitions/s",
     )
-    # join latency: last header task finished -> join started, from our rows
-    lags = []
-    for wf in runs:
-        join = wf.task_runs.get(node=width)
-        last = max(wf.task_runs.exclude(pk=join.pk).values_list("finished_at", flat=True))
-        lags.append((join.started_at - last).total_seconds())
-    row("join latency", "ms min/med/max", spread(lags, 1000), "-", "tracked only")
+
+
+def join_latency(reps: int) -> None:
+    """A chord's join: from its header's last member finishing to its body
+    starting, measured by the tasks themselves (the same tasks, tracked and
+    native: the body returns the lag), with a 100-member header."""
+    width = 100
+
+    def canvas():
+        return chord([bench_stamp.s() for _ in range(width)], bench_join_lag.s())
+
+    lags: dict[str, list[float]] = {"tracked": [], "native": []}
+
+    def tracked():
+        lags["tracked"].append(launch_canvas(canvas()).wait(timeout=600, interval=0.01).result)
+
+    def native():
+        lags["native"].append(wait_native(canvas().apply_async()))
+
+    side_by_side(tracked, native, reps)
+    t, n = lags["tracked"][1:], lags["native"][1:]  # not the warm-up
+    ratio = statistics.median(t) / statistics.median(n)
+    row("join latency (100 + join)", "ms min/med/max", spread(t, 1000), spread(n, 1000),
+        f"{ratio:.2f}x native")  # fmt: skip
+
+
+def fan_out_scaling(reps: int) -> None:
+    """Fan-out throughput with 1, 2 and 4 worker processes (prefork), and 4
+    threads, each a worker of its own (on its own queue), tracked and native."""
+    width = 1000
+    queue = "bench-scaling"
+
+    def canvas():
+        task = bench_noop.s().set(queue=queue)
+        return chord([task.clone() for _ in range(width)], task.clone())
+
+    for label, pool, concurrency in (
+        ("1 process", "prefork", 1),
+        ("2 processes", "prefork", 2),
+        ("4 processes", "prefork", 4),
+        ("4 threads", "threads", 4),
+    ):
+        log = Path(tempfile.mkdtemp(prefix="dw-bench-scale-")) / f"scaling-{pool}-{concurrency}.log"
+        worker = start_worker(log, "-Q", queue, "-P", pool, concurrency=concurrency)
+        try:
+            t, n = side_by_side(
+                lambda: launch_canvas(canvas()).wait(timeout=600, interval=0.01),
+                lambda: wait_native(canvas().apply_async()),
+                max(2, reps // 2),
+            )
+        finally:
+            stop_worker(worker)
+        rate_t = [(width + 1) / x for x in t]
+        rate_n = [(width + 1) / x for x in n]
+        ratio = statistics.median(rate_t) / statistics.median(rate_n)
+        row(f"fan-out, {label}", "tasks/s min/med/max", spread(rate_t, fmt="{:.0f}"),
+            spread(rate_n, fmt="{:.0f}"), f"{ratio:.2f}x native")  # fmt: skip
+
+
+def hop_without_celery_results(reps: int) -> None:
+    """The hop with ``STORE_CELERY_RESULTS`` off: a worker of its own (its
+    settings turn it off, and it sends each next task), on its own queue."""
+    from django.test import override_settings
+
+    hops, queue = 100, "bench-no-results"
+    log = Path(tempfile.mkdtemp(prefix="dw-bench-nores-")) / "no-results.log"
+    env = {"DJANGO_SETTINGS_MODULE": "benchmarks.settings_no_celery_results"}
+    worker = start_worker(log, "-Q", queue, concurrency=2, env=env)
+
+    def canvas():
+        return chain(*[bench_noop.s().set(queue=queue)] * hops)
+
+    try:
+        with override_settings(DJANGO_WORKFLOWS={"STORE_CELERY_RESULTS": False}):
+            t, n = side_by_side(
+                lambda: launch_canvas(canvas()).wait(timeout=600, interval=0.01),
+                lambda: wait_native(canvas().apply_async()),
+                reps,
+            )
+    finally:
+        stop_worker(worker)
+    ratio = statistics.median(t) / statistics.median(n)
+    row("hop, no Celery result store", "ms/hop min/med/max", spread(t, 1000 / hops),
+        spread(n, 1000 / hops), f"{ratio:.2f}x native (native stores)")  # fmt: skip
 
 
 def launch_time(reps: int) -> None:
@@ -212,6 +288,21 @@ def queries_per_task(reps: int) -> None:
         "-",
         "prerun + success, children claimed",
     )
+    # The same reports' time, down a 100-chain, with no worker and no broker:
+    # what tracking adds to each hop at the least (the hop's floor is native + this).
+    per_task = []
+    for _ in range(reps):
+        wf = launch_canvas(chain(*[bench_noop.s().set(queue=IDLE_QUEUE)] * 100))
+        runs = list(wf.task_runs.order_by("node"))
+        with mock.patch("celery.canvas.Signature.apply_async"):
+            start = time.perf_counter()
+            for run in runs:
+                claim = str(TaskRun.objects.filter(pk=run.pk).values_list("claim", flat=True)[0])
+                engine.task_started(str(run.pk), str(wf.pk), "bench", attempt=claim)
+                engine.task_succeeded(str(run.pk), str(wf.pk), run.node, 1, attempt=claim)
+            per_task.append((time.perf_counter() - start) / len(runs))
+    row("reports per task (no broker)", "ms min/med/max", spread(per_task, 1000, "{:.2f}"), "-",
+        "start + success, one claim read each")  # fmt: skip
     purge_idle_queue()
 
 
@@ -351,6 +442,9 @@ def dag_pages(reps: int) -> None:
 ALL = {
     "hop": hop_latency,
     "fan": fan_out_in,
+    "join": join_latency,
+    "scaling": fan_out_scaling,
+    "hop-nostore": hop_without_celery_results,
     "launch": launch_time,
     "queries": queries_per_task,
     "message": message_size,

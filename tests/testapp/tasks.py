@@ -87,6 +87,18 @@ def bench_noop(*args):
     return 1
 
 
+@shared_task
+def bench_stamp(*args):
+    """When it finished (``time.time()``): a chord header member, for join latency."""
+    return time.time()
+
+
+@shared_task
+def bench_join_lag(stamps):
+    """A chord body: how long after its header's last member finished it started (s)."""
+    return time.time() - max(stamps)
+
+
 @shared_task(bind=True)
 def gate(self, value, key="gate"):
     """Fails until the test turns Switch(key) on; then passes ``value`` on."""
