@@ -69,3 +69,19 @@ def chord_run(size: int, failed: int = 0) -> Workflow:
     )
     wf.refresh_from_db()
     return wf
+
+
+def record_sends(monkeypatch) -> list:
+    """No broker: the task runs the engine would send are recorded instead
+    (in order), and everything else happens as with a broker (sent marks,
+    foreach expansions, the children a success sends before its commit)."""
+    from django_workflows.engine import send
+
+    recorded: list = []
+
+    def publish(runs, results):
+        recorded.extend(runs)
+        return send.Sent(delivered=[run.pk for run in runs])
+
+    monkeypatch.setattr(send, "publish", publish)
+    return recorded

@@ -20,6 +20,7 @@ from django_workflows import engine, launch
 from django_workflows.models import ScheduleFire, TaskRun, Workflow, WorkflowSchedule
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
+from tests.helpers import record_sends
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +32,7 @@ TASK_DATA = {"args", "kwargs", "result", "exception_type", "exception_message", 
 
 @pytest.fixture(autouse=True)
 def no_broker(monkeypatch):
-    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
+    record_sends(monkeypatch)
 
 
 def failed_run() -> Workflow:

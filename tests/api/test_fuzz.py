@@ -18,6 +18,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from django_workflows import engine, launch
 from django_workflows.models import Workflow
+from tests.helpers import record_sends
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,11 +83,7 @@ def recording(app, statuses: list[int]):
 
 
 def test_generated_requests_get_documented_responses_and_no_server_error(monkeypatch):
-    dispatched = []
-    monkeypatch.setattr(
-        "django_workflows.engine.progress.dispatch",
-        lambda runs, results: dispatched.extend(runs),
-    )
+    dispatched = record_sends(monkeypatch)
     user = User.objects.create_user("fuzzer")
     user.user_permissions.set(Permission.objects.filter(content_type__app_label="django_workflows"))
     headers = {"Authorization": f"Token {Token.objects.create(user=user).key}"}

@@ -21,6 +21,7 @@ from django_workflows.definitions import Definition, example_payload, registry
 from django_workflows.models import TaskRun, Workflow
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
+from tests.helpers import record_sends
 from tests.testapp.models import Switch
 from tests.testapp.tasks import add, gate
 
@@ -35,11 +36,7 @@ def sent(request, monkeypatch):
     """Task runs handed to the broker (recorded, not sent), unless a test needs a broker."""
     if {"worker", "broker_down"} & set(request.fixturenames):
         return None
-    sent = []
-    monkeypatch.setattr(
-        "django_workflows.engine.progress.dispatch", lambda runs, results: sent.extend(runs)
-    )
-    return sent
+    return record_sends(monkeypatch)
 
 
 def make_user(username: str, codenames: list[str]) -> User:
