@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections import defaultdict
 from datetime import timedelta
+from typing import Any
 
 from celery import current_app
 from django.db.models import F, Q
@@ -24,7 +25,7 @@ from ..exceptions import BrokerUnavailable
 from ..models import TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
-from .progress import dispatch, finish_if_done, task_failed
+from .progress import dispatch, finish_if_done, hook_succeeded, task_failed, task_succeeded
 from .transitions import move_tasks
 
 logger = logging.getLogger(__name__)
@@ -94,12 +95,16 @@ class WorkerLost(Exception):
 
 
 def reap(grace: float = 30.0, timeout: float | None = None, ping_timeout: float = 2.0) -> list[str]:
-    """Fail task runs left running by workers that no longer answer, or for too long.
+    """Settle task runs left running by workers that lost them, or for too long.
 
     ``grace``: only tasks started at least that many seconds ago are checked.
-    ``timeout``: tasks running longer than that fail even if their worker
-    answers. Returns the ids of the task runs it failed; their workflows fail
-    and can be resumed.
+    A task run is lost when its worker no longer answers, or answers without
+    holding it (the pool process running it died); ``timeout``: tasks running
+    longer than that fail even if their worker answers. A lost task whose
+    success Celery had stored before its process died (Celery then
+    acknowledges the message and signals nothing) succeeds with the stored
+    result; any other fails, and its workflow can be resumed. Returns the
+    ids of the task runs it settled.
     """
     now = timezone.now()
     running = list(
@@ -110,15 +115,68 @@ def reap(grace: float = 30.0, timeout: float | None = None, ping_timeout: float 
     alive = set()
     for reply in current_app.control.ping(timeout=ping_timeout) or []:
         alive.update(reply)
+    held = _held({run.worker for run in running} & alive, ping_timeout)
+    # Asking the workers takes a while: what finished or started again meanwhile is left alone.
+    still = set(
+        TaskRun.objects.filter(pk__in=[run.pk for run in running], status=T.RUNNING).values_list(
+            "pk", "claim"
+        )
+    )
     reaped = []
     for run in running:
+        if (run.pk, run.claim) not in still:
+            continue
+        lost = None
         if run.worker not in alive:
-            reason = f"Worker lost: {run.worker or 'the worker'} does not answer any more."
+            lost = f"Worker lost: {run.worker or 'the worker'} does not answer any more."
+        elif held is not None and str(run.pk) not in held:
+            lost = f"Worker lost: {run.worker} answers but does not hold the task any more."
         elif timeout is not None and run.started_at <= now - timedelta(seconds=timeout):
             reason = f"Timed out: still running after {timeout:g} s on {run.worker}."
-        else:
+            logger.warning("Reaping task run %s (%s): %s", run.pk, run.task, reason)
+            task_failed(str(run.pk), WorkerLost(reason))
+            reaped.append(str(run.pk))
+        if lost is None:
             continue
-        logger.warning("Reaping task run %s (%s): %s", run.pk, run.task, reason)
-        task_failed(str(run.pk), WorkerLost(reason))
+        stored = _stored_success(run)
+        if stored is not None:
+            logger.warning(
+                "Task run %s (%s) succeeded before its worker lost it: recording the result "
+                "Celery stored",
+                run.pk,
+                run.task,
+            )
+            if run.is_hook:
+                hook_succeeded(str(run.pk), stored[0])
+            else:
+                task_succeeded(str(run.pk), str(run.workflow_id), run.node, stored[0], run.claim)
+        else:
+            logger.warning("Reaping task run %s (%s): %s", run.pk, run.task, lost)
+            task_failed(str(run.pk), WorkerLost(lost), attempt=run.claim)
         reaped.append(str(run.pk))
     return reaped
+
+
+def _held(workers: set[str], timeout: float) -> set[str] | None:
+    """The ids of the tasks ``workers`` are running or hold reserved; None if
+    one of them did not say (then nobody is judged on it)."""
+    if not workers:
+        return set()
+    inspect = current_app.control.inspect(destination=sorted(workers), timeout=timeout)
+    held: set[str] = set()
+    for replies in (inspect.active(), inspect.reserved()):
+        if not replies or not workers <= set(replies):
+            return None
+        held.update(task["id"] for tasks in replies.values() for task in tasks)
+    return held
+
+
+def _stored_success(run: TaskRun) -> tuple[Any] | None:
+    """``(result,)`` if Celery's result backend holds this task's success."""
+    try:
+        meta = current_app.backend.get_task_meta(str(run.pk))
+    except Exception:  # the backend is down, or keeps nothing (DisabledBackend)
+        return None
+    if meta.get("status") != "SUCCESS":
+        return None
+    return (meta.get("result"),)

@@ -6,7 +6,7 @@ import signal
 import pytest
 from django.core.management import call_command
 
-from django_workflows import launch_canvas
+from django_workflows import engine, launch_canvas
 from django_workflows.engine import reap
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
@@ -63,3 +63,29 @@ def test_the_reaper_leaves_tasks_of_live_workers_alone(worker):
     until(lambda: node(wf, 0).status == T.RUNNING, what="the nap to start")
     assert reap(grace=0, ping_timeout=1) == []
     assert wf.wait().status == W.SUCCESS
+
+
+def a_live_worker(celery_app) -> str:
+    return next(iter(until(lambda: celery_app.control.ping(timeout=1), what="a worker")[0]))
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["success stored", "nothing stored"])
+def test_a_task_its_live_worker_lost_is_settled(worker, celery_app, sender_dies, stored):
+    """The pool process running it died (SIGKILL) while its worker lives on. Had
+    Celery stored its success first (it then acknowledges the message and signals
+    nothing), the run goes on with that result; otherwise the task fails."""
+    wf = launch_canvas(add.s(1, 1) | add.s(2))
+    root = node(wf, 0)
+    assert engine.task_started(str(root.pk), str(wf.pk), a_live_worker(celery_app), 0, root.claim)
+    if stored:
+        celery_app.backend.store_result(str(root.pk), 2, "SUCCESS")
+    sender_dies()
+
+    assert reap(grace=0, ping_timeout=1) == [str(root.pk)]
+
+    wf.wait()
+    if stored:
+        assert (wf.status, wf.result) == (W.SUCCESS, 4)
+    else:
+        assert (wf.status, node(wf, 0).exception_type) == (W.FAILURE, "WorkerLost")
+        assert "does not hold the task" in node(wf, 0).exception_message
