@@ -15,7 +15,7 @@ from celery import Signature, current_app
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from ..canvas import referenced, resolve
+from ..canvas import CHORD_BODIES, referenced, resolve
 from ..headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 from ..models import TaskRun
 from . import eager
@@ -81,6 +81,7 @@ def _message(run: TaskRun, results: dict[int, Any]) -> tuple[Signature, dict[str
     """The signature and headers that send ``run``."""
     args = run.args if run.input is None else [resolve(run.input, results), *run.args]
     options = dict(run.options)
+    options.pop(CHORD_BODIES, None)  # the engine's note, not a Celery option
     headers = {**options.pop("headers", {}), RUN_HEADER: str(run.workflow_id)}
     if not run.is_hook:
         headers[NODE_HEADER] = run.node
