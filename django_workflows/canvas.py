@@ -159,7 +159,12 @@ class _Compiler:
         if isinstance(sig, _chord):
             self._check_header(sig)
             start = len(self.nodes)
-            header_ref, header_ends = self._group(_header(sig), parents, input)
+            header = _header(sig)
+            if sig.args:  # a chord's partial args are each header task's
+                header = [
+                    maybe_signature(m, app=self.app).clone(args=tuple(sig.args)) for m in header
+                ]
+            header_ref, header_ends = self._group(header, parents, input)
             return self._body(sig.body, start, header_ends, header_ref)
         if isinstance(sig, group):
             return self._group(sig.tasks, parents, input)
@@ -211,6 +216,8 @@ class _Compiler:
             else step
             for step in steps
         ]  # fmt: skip
+        if sig.args:  # a chain's partial args are its first step's, as Celery gives them
+            steps[0] = _with_args(steps[0], sig.args)
         callbacks = maybe_list(sig.options.get("link")) or []
         if callbacks:  # a chain's callbacks are its last step's, as Celery links them
             steps[-1] = steps[-1].clone()
@@ -287,6 +294,16 @@ class _Compiler:
         for callback in sig.options.get("link") or ():
             self.add(callback, (node.index,), node.index)
         return node.index, (node.index,)
+
+
+def _with_args(sig: Signature, args: Any) -> Signature:
+    """``sig`` given partial ``args`` (prepended), as Celery gives a canvas's
+    own args to its first task (``clone`` drops a chain's)."""
+    if isinstance(sig, _chain):
+        sig = sig.clone()
+        sig.args = (*args, *sig.args)
+        return sig
+    return sig.clone(args=tuple(args))
 
 
 def _header(sig: _chord) -> Any:

@@ -58,8 +58,10 @@ def linked(sig, callback=None, errback=None):
     return sig
 
 
-def echoed(sig, message):
-    return linked(sig, callback=echo.si(message))
+def partial(sig, *args):
+    """``sig`` given partial args: what ``sig.apply_async(args)`` prepends, kept on it."""
+    sig.args = args
+    return sig
 
 
 # -- test_link_error ---------------------------------------------------------------------
@@ -424,6 +426,13 @@ CHORD = [
                                     chord([identity.si(4), identity.si(5)], identity.si(6)))],
                              identity.si(7))),
          ("ok", 7)),
+    Case("test_chord_in_chain_with_args (the args as the chain's partial args)",
+         lambda: partial(chain(chord([identity.s(), identity.s()], identity.s()), identity.s()),
+                         1),
+         ("ok", [1, 1]), native=("error", "TypeError")),  # Celery #6176
+    Case("test_chain_in_chain_with_args (the args as the chain's partial args)",
+         lambda: partial(chain(chain(identity.s(), identity.s())), 1), ("ok", 1),
+         native=("error", "TypeError")),  # Celery #6200
     Case("test_large_header", lambda: group(identity.si(i) for i in range(1000)) | tsum.s(),
          ("ok", 499500)),
     Case("test_chain_to_a_chord_with_large_header",

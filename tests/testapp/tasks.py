@@ -536,3 +536,11 @@ def rebuild_signature(sig_dict):
             _recurse(sig.body)
 
     _recurse(Signature.from_dict(sig_dict))
+
+
+@shared_task(bind=True)
+def add_lazily_to_chord(self, value):
+    """``add_to_chord(lazy=True)``: the caller would send the new member itself."""
+    _record(self, (value,), {})
+    self.add_to_chord(identity.s(value), lazy=True)
+    return value
