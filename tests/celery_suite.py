@@ -108,12 +108,16 @@ def _side_effects(case: Case, run: str) -> None:
         until(lambda: len(errback_ids(task)) == count, what=f"the {run} run's errbacks")
 
 
-def check(case: Case) -> None:
-    """Celery's expected outcome natively (or the known native miss), then tracked."""
+def check(case: Case) -> str:
+    """Celery's expected outcome natively (or the known native miss), then
+    tracked. Returns what native Celery gave: "as expected", the miss, or
+    "not run" (a case whose native run needs Redis as result backend)."""
     make = _with_conf(case)
+    native_gave = "not run"
     if not (case.needs_redis and not _redis_backend()):
         timeout = 5 if case.native == ("error", "TimeoutError") else 30
         outcome = native(make, timeout=timeout)
+        native_gave = "as expected" if matches(outcome, case.expected) else repr(outcome)
         if matches(outcome, case.expected):
             _side_effects(case, "native")
         else:  # a known native miss on this backend, or not the expectation
@@ -131,6 +135,7 @@ def check(case: Case) -> None:
     if case.errbacks:  # each errback was given a task run of the run
         ids = errback_ids(case.errbacks[0])
         assert TaskRun.objects.filter(pk__in=ids).count() == len(set(ids))
+    return native_gave
 
 
 def _nothing_running() -> bool:
