@@ -52,6 +52,10 @@ _WIRING_OPTIONS = frozenset(
 
 FOREACH_TASK = "django_workflows.foreach"
 
+#: Node option (never sent): the chord bodies whose header this node is in and
+#: whose errbacks Celery calls when the header fails (``chord_error_from_stack``).
+CHORD_BODIES = "django_workflows_chord_bodies"
+
 
 @Signature.register_type(name=FOREACH_TASK)
 class foreach(Signature):  # noqa: N801 - named like Celery's group, chain, chord
@@ -108,7 +112,23 @@ def compile_canvas(canvas: Any, app: Any = None) -> Graph:
     app = app or current_app
     compiler = _Compiler(app)
     result, _ = compiler.add(canvas, parents=(), input=None)
+    sig = maybe_signature(canvas, app=app)
+    if isinstance(sig, group) and not isinstance(sig, _chord) and _lone_list(sig, result):
+        # Celery's special case: a group whose only member gives a group's
+        # result (a chain ending in a group) returns that result, unwrapped.
+        result = result[0]
     return Graph(nodes=compiler.nodes, result=result, native_warnings=compiler.warnings)
+
+
+def _lone_list(sig: group, result: Ref | None) -> bool:
+    members = list(sig.tasks)
+    return (
+        len(members) == 1
+        and not isinstance(maybe_signature(members[0]), group)
+        and isinstance(result, list)
+        and len(result) == 1
+        and isinstance(result[0], list)
+    )
 
 
 class _Compiler:
@@ -116,6 +136,8 @@ class _Compiler:
         self.app = app
         self.nodes: list[Node] = []
         self.warnings: list[str] = []
+        #: Nodes of a chord's header (compiled inner chords first).
+        self.in_header: set[int] = set()
 
     def add(self, sig: Any, parents: tuple[int, ...], input: Ref | None) -> tuple[Ref, tuple]:
         """Add ``sig`` after ``parents``, fed ``input``.
@@ -136,8 +158,14 @@ class _Compiler:
             return self._chain(sig, parents, input)
         if isinstance(sig, _chord):
             self._check_header(sig)
-            header_ref, header_ends = self._group(_header(sig), parents, input)
-            return self.add(sig.body, header_ends, header_ref)
+            start = len(self.nodes)
+            header = _header(sig)
+            if sig.args:  # a chord's partial args are each header task's
+                header = [
+                    maybe_signature(m, app=self.app).clone(args=tuple(sig.args)) for m in header
+                ]
+            header_ref, header_ends = self._group(header, parents, input)
+            return self._body(sig.body, start, header_ends, header_ref)
         if isinstance(sig, group):
             return self._group(sig.tasks, parents, input)
         return self._task(sig, parents, input)
@@ -152,22 +180,70 @@ class _Compiler:
                 "The engine runs it with the results in header order."
             )
 
+    def _body(self, body: Any, start: int, header_ends: tuple, header_ref: Ref) -> tuple:
+        """Add a chord's body after its header (the nodes from ``start`` on).
+
+        When the header fails, Celery calls the body's errbacks (a task's, or a
+        chain's) with the body's id: each header node names the body for that.
+        """
+        at = len(self.nodes)
+        ref, ends = self.add(body, header_ends, header_ref)
+        body = maybe_signature(body, app=self.app)
+        entry = self.nodes[at] if at < len(self.nodes) else None
+        # A failure calls the errbacks of the innermost chord whose header it
+        # is in (the chord it fails does not fail the one around it, natively).
+        innermost = [node for node in self.nodes[start:at] if node.index not in self.in_header]
+        self.in_header.update(node.index for node in innermost)
+        if (
+            not isinstance(body, (group, _chord))
+            and entry is not None
+            and entry.options.get("link_error")
+            and entry.parents == sorted(set(header_ends))
+        ):
+            for node in innermost:
+                node.options[CHORD_BODIES] = [at]
+        return ref, ends
+
     def _chain(self, sig: _chain, parents: tuple, input: Ref | None) -> tuple[Ref, tuple]:
         ref, ends = input, parents
         if not sig.tasks:
             raise CanvasError("An empty chain has nothing to run.")
         errbacks = maybe_list(sig.options.get("link_error")) or []
-        for step in sig.tasks:
-            # Celery runs a one-task group in a chain as that task (no list).
-            step = maybe_signature(step, app=self.app)
-            if isinstance(step, group) and not isinstance(step, _chord):
-                step = maybe_unroll_group(step)
-            if errbacks:  # a chain's errbacks are each step's, as Celery links them
+        steps = [maybe_signature(step, app=self.app) for step in sig.tasks]
+        # Celery runs a one-task group in a chain as that task (no list).
+        steps = [
+            maybe_unroll_group(step) if isinstance(step, group) and not isinstance(step, _chord)
+            else step
+            for step in steps
+        ]  # fmt: skip
+        if sig.args:  # a chain's partial args are its first step's, as Celery gives them
+            steps[0] = _with_args(steps[0], sig.args)
+        callbacks = maybe_list(sig.options.get("link")) or []
+        if callbacks:  # a chain's callbacks are its last step's, as Celery links them
+            steps[-1] = steps[-1].clone()
+            for callback in callbacks:
+                steps[-1].link(maybe_signature(callback, app=self.app).clone())
+        header_start = None
+        for position, step in enumerate(steps):
+            # A group followed by a step is a chord (Celery upgrades it): a
+            # chain's errbacks reach its header only as chord.link_error's do.
+            upgraded = isinstance(step, group) and position + 1 < len(steps)
+            if errbacks and not (upgraded and not self._header_errbacks()):
                 step = step.clone()
                 for errback in errbacks:
                     step.link_error(maybe_signature(errback, app=self.app).clone())
-            ref, ends = self.add(step, ends, ref)
+            start = len(self.nodes)
+            if header_start is None:
+                ref, ends = self.add(step, ends, ref)
+            else:
+                ref, ends = self._body(step, header_start, ends, ref)
+            header_start = start if upgraded else None
         return ref, ends
+
+    def _header_errbacks(self) -> bool:
+        """Celery's ``task_allow_error_cb_on_chord_header``: a chord's errbacks
+        are its header tasks' too (else only its body's)."""
+        return bool(self.app.conf.task_allow_error_cb_on_chord_header)
 
     def _group(self, tasks: Any, parents: tuple, input: Ref | None) -> tuple[list, tuple]:
         refs: list = []
@@ -218,6 +294,16 @@ class _Compiler:
         for callback in sig.options.get("link") or ():
             self.add(callback, (node.index,), node.index)
         return node.index, (node.index,)
+
+
+def _with_args(sig: Signature, args: Any) -> Signature:
+    """``sig`` given partial ``args`` (prepended), as Celery gives a canvas's
+    own args to its first task (``clone`` drops a chain's)."""
+    if isinstance(sig, _chain):
+        sig = sig.clone()
+        sig.args = (*args, *sig.args)
+        return sig
+    return sig.clone(args=tuple(args))
 
 
 def _header(sig: _chord) -> Any:

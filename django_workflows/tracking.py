@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 from celery import signals
 from celery.app.task import Task
 from celery.exceptions import Ignore, NotRegistered, TaskRevokedError
+from celery.result import ResultBase
 from celery.worker.control import control_command
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from . import engine
+from .exceptions import CanvasError
 from .headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,10 @@ def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
     if not run:
         return
     node = getattr(request, NODE_HEADER, None)
+    if isinstance(result, ResultBase):
+        # A task returning an AsyncResult: Celery's result backends store its
+        # ``as_tuple()`` (with any serializer but pickle); so does the run.
+        result = result.as_tuple()
     if node is None:
         report(engine.hook_succeeded, request.id, result)
     else:
@@ -221,6 +227,30 @@ def replace_in_workflow(self: Task, sig: Any) -> Any:
 _celery_on_replace = Task.on_replace
 
 
+def add_to_chord_in_workflow(self: Task, sig: Any, lazy: bool = False) -> Any:
+    """``Task.add_to_chord`` inside a workflow: ``sig`` joins the run as a new
+    member of the chord this task is in (its body waits for it too, and gets
+    its result after the others'), instead of a Redis-only backend call.
+    Installed as ``Task.add_to_chord``.
+    """
+    request = self.request
+    run = getattr(request, RUN_HEADER, None)
+    node = getattr(request, NODE_HEADER, None)
+    if not run or node is None:  # not a task of a workflow (or a hook)
+        return _celery_add_to_chord(self, sig, lazy=lazy)
+    if lazy:
+        raise CanvasError(
+            "add_to_chord(lazy=True) is not supported in a workflow: the engine sends "
+            "what joins the run; call add_to_chord(sig) and let it send it."
+        )
+    return report(
+        engine.task_added_to_chord, request.id, run, sig, getattr(request, ATTEMPT_HEADER, None)
+    )
+
+
+_celery_add_to_chord = Task.add_to_chord
+
+
 @control_command(
     args=[("task_ids", list)],
     signature="<task_id> [task_id ...]",
@@ -249,3 +279,4 @@ def connect() -> None:
     )
     Task.before_start = guard_before_start
     Task.on_replace = replace_in_workflow
+    Task.add_to_chord = add_to_chord_in_workflow

@@ -3,7 +3,7 @@
 import pytest
 from celery import chain, chord, group
 
-from django_workflows.canvas import compile_canvas, resolve
+from django_workflows.canvas import CHORD_BODIES, compile_canvas, resolve
 from django_workflows.exceptions import CanvasError
 from tests.testapp.tasks import add, collect, tsum
 
@@ -78,6 +78,53 @@ def test_errbacks_stay_on_their_tasks_and_a_chains_go_to_each_step():
         [(collect.name, ["chain"])],
     ]
     assert "link_error" not in add.s(1, 2).options  # the user's signature is unchanged
+
+
+def test_a_chains_callbacks_go_to_its_last_step():
+    steps = chain(add.s(1, 2), add.s(3))
+    steps.link(collect.s())
+    dag = compile_canvas(steps)
+    assert shape(dag) == [("add", [], None), ("add", [0], 0), ("collect", [1], 1)]
+    assert dag.result == 1
+
+
+def test_a_chains_and_a_chords_partial_args_go_to_their_first_tasks():
+    steps = chain(add.s(1), add.s(2))
+    steps.args = (10,)
+    assert [n.args for n in compile_canvas(steps).nodes] == [[10, 1], [2]]
+    join = chord([add.s(1), add.s(2)], tsum.s())
+    join.args = (10,)
+    assert [n.args for n in compile_canvas(join).nodes] == [[10, 1], [10, 2], []]
+
+
+def test_a_lone_group_member_ending_in_a_group_gives_the_inner_list():
+    assert compile_canvas(group(add.s(1, 2) | group(add.s(1), add.s(2)))).result == [1, 2]
+    assert compile_canvas(group([add.s(1, 2)])).result == [0]
+
+
+def test_header_tasks_name_the_innermost_chord_body_whose_errbacks_a_failure_calls():
+    inner = chord([add.si(1, 1), add.si(2, 2)], add.si(3, 3))
+    outer = chord([add.si(4, 4), inner], collect.si("body"))
+    outer.link_error(collect.si("errback"))
+    bodies = [n.options.get(CHORD_BODIES) for n in compile_canvas(outer).nodes]
+    # inner's body has the errback too (Celery links a nested chord's): its header names it
+    assert bodies == [[4], [3], [3], [4], None]
+
+
+def test_a_chains_errbacks_reach_an_upgraded_chords_header_only_if_allowed():
+    from celery import current_app
+
+    steps = chain(add.si(0, 0), group(add.si(1, 1), add.si(2, 2)), tsum.s())
+    steps.link_error(collect.si("e"))
+    errbacks = [bool(n.options.get("link_error")) for n in compile_canvas(steps).nodes]
+    assert errbacks == [True, False, False, True]
+
+    current_app.conf.task_allow_error_cb_on_chord_header = True
+    try:
+        errbacks = [bool(n.options.get("link_error")) for n in compile_canvas(steps).nodes]
+    finally:
+        current_app.conf.task_allow_error_cb_on_chord_header = False
+    assert errbacks == [True, True, True, True]
 
 
 def test_not_a_canvas_is_refused():

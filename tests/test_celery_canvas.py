@@ -73,9 +73,9 @@ REPLACE = [
     ("test_group_chain",
      lambda: add3.s(2, 2) | group(add3.s(i) for i in range(4)) | add_to_all.s(8),
      ("ok", [12, 13, 14, 15])),
-    ("test_nested_group_chain (chord)", lambda: chord([add3.s(2, 5)], body=add_to_all.s(9)),
+    ("test_single_task_header (chord)", lambda: chord([add3.s(2, 5)], body=add_to_all.s(9)),
      ("ok", [16])),
-    ("test_nested_group_chain (group | task)", lambda: group([add3.s(2, 5)]) | add_to_all.s(9),
+    ("test_single_task_header (group | task)", lambda: group([add3.s(2, 5)]) | add_to_all.s(9),
      ("ok", [16])),
     (
         "test_nested_chord_replaced",
@@ -258,3 +258,56 @@ def test_an_immutable_errback_gets_its_own_arguments(worker):
     wf = launch_canvas(fail.s().on_error(errback_old_style.si("fixed"))).wait()
     assert wf.status == W.FAILURE
     until(lambda: errback_calls(errback_old_style) == ["fixed"], what="the errback")
+
+
+# -- add_to_chord: a header task adds members to its chord at run time -----------------
+
+
+def test_members_added_to_a_chord_are_task_runs_the_body_waits_for(worker):
+    from tests.testapp.tasks import add_to_all_to_chord
+
+    wf = launch_canvas(group([add_to_all_to_chord.s([1, 2, 3], 4)]) | identity.s()).wait()
+
+    assert wf.status == W.SUCCESS and wf.result == [0, 5, 6, 7]  # added members' results last
+    added = wf.task_runs.filter(task=add3.name).order_by("node")
+    assert [(run.args, run.status, run.result) for run in added] == [
+        ([1, 4], T.SUCCESS, 5),
+        ([2, 4], T.SUCCESS, 6),
+        ([3, 4], T.SUCCESS, 7),
+    ]
+    body = wf.task_runs.get(task=identity.name)
+    assert set(body.parents.values_list("task", flat=True)) == {add_to_all_to_chord.name, add3.name}
+    assert (wf.tasks_total, wf.tasks_finished) == (5, 5)
+
+
+def test_add_to_chord_outside_a_chord_fails_as_celerys_does(worker):
+    from tests.testapp.tasks import add_to_all_to_chord
+
+    wf = launch_canvas(chain(add_to_all_to_chord.s([1], 1), identity.s())).wait()
+
+    failed = wf.task_runs.get(task=add_to_all_to_chord.name)
+    assert wf.status == W.FAILURE and failed.status == T.FAILURE
+    assert (failed.exception_type, failed.exception_message) == (
+        "ValueError",
+        "Current task is not member of any chord",
+    )
+
+
+def test_a_lazy_add_to_chord_is_refused_by_name(worker):
+    from tests.testapp.tasks import add_lazily_to_chord
+
+    wf = launch_canvas(group([add_lazily_to_chord.s(1), identity.s(2)]) | identity.s()).wait()
+
+    failed = wf.task_runs.get(task=add_lazily_to_chord.name)
+    assert wf.status == W.FAILURE and failed.exception_type == "CanvasError"
+    assert "add_to_chord(lazy=True) is not supported" in failed.exception_message
+
+
+def test_a_task_returning_an_asyncresult_stores_it_as_celery_does(worker):
+    from tests.testapp.tasks import build_chain_inside_task
+
+    wf = launch_canvas(build_chain_inside_task.s()).wait()
+
+    assert wf.status == W.SUCCESS
+    (task_id, parent), children = wf.result  # AsyncResult.as_tuple(), as JSON
+    assert children is None and isinstance(task_id, str) and isinstance(parent, list)

@@ -10,7 +10,8 @@ One module per job:
   ``relaunch``, ``cancel`` (called through the model methods).
 - :mod:`.recovery`: the recovery pass for claimed-but-unsent work, and the reaper.
 - :mod:`.send` (broker sends), :mod:`.foreach` (runtime maps), :mod:`.replace`
-  (``Task.replace`` inside a run), :mod:`.eager` (Celery's eager mode), :mod:`.hooks`
+  (``Task.replace`` inside a run), :mod:`.chords` (``add_to_chord``, a chord
+  body's errbacks when its header fails), :mod:`.eager` (Celery's eager mode), :mod:`.hooks`
   (a definition's hooks), :mod:`.graph` (the DAG as rows and edges),
   :mod:`.counters` (the run's counters), :mod:`.transitions` (the table of
   allowed status moves), :mod:`.fastpath` (the per-task SQL writes).
@@ -36,6 +37,7 @@ from .launch import launch, launch_canvas
 from .operations import Plan, cancel, mark_success, relaunch, rerun_from, resume
 from .progress import (
     hook_succeeded,
+    task_added_to_chord,
     task_failed,
     task_replaced,
     task_retrying,
@@ -57,6 +59,7 @@ __all__ = [
     "relaunch",
     "rerun_from",
     "resume",
+    "task_added_to_chord",
     "task_failed",
     "task_replaced",
     "task_retrying",

@@ -32,7 +32,7 @@ from ..models import TaskAttempt, TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 from ..signals import task_run_changed, workflow_finished
-from . import counters, foreach, hooks, replace, send
+from . import chords, counters, foreach, hooks, replace, send
 from .fastpath import start, succeed
 from .graph import descendants
 from .transitions import ACTIVE_TASK, move_tasks, move_workflow
@@ -148,6 +148,20 @@ def task_replaced(task_id: str, workflow_id: str, signature: Any, attempt: Any =
         dispatch(first, {})
     except BrokerUnavailable:
         logger.exception("Could not send the replacement of task run %s", task_id)
+
+
+def task_added_to_chord(task_id: str, workflow_id: str, signature: Any, attempt: Any = None) -> Any:
+    """The task added ``signature`` to its chord (``Task.add_to_chord``): it
+    joins the run (:mod:`.chords`) and its first tasks are sent. Returns its
+    result, as Celery's ``add_to_chord`` does."""
+    first, result = chords.add(task_id, workflow_id, signature, attempt)
+    if first:
+        changed(workflow_id, [run.pk for run in first], T.QUEUED)
+        try:
+            dispatch(first, {})
+        except BrokerUnavailable:
+            logger.exception("Could not send what task run %s added to its chord", task_id)
+    return result
 
 
 def task_retrying(
@@ -323,6 +337,7 @@ def task_failed(
         run = TaskRun.objects.get(pk=task_id)
         record_attempt(run, T.FAILURE)
         doomed = [] if run.is_hook else descendants(run.workflow_id, [run.pk])
+        bodies = chords.failing_bodies(run) if doomed else []
         skipped = (
             move_tasks(TaskRun.objects.filter(pk__in=doomed), T.UPSTREAM_FAILED, finished_at=now)
             if doomed
@@ -335,6 +350,8 @@ def task_failed(
         return
     if skipped:
         changed(run.workflow_id, doomed, T.UPSTREAM_FAILED)
+    if bodies:
+        chords.call_body_errbacks(bodies, run, exception)
     finish_if_done(run.workflow_id)
 
 

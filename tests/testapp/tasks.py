@@ -4,7 +4,7 @@ import os
 import random
 import time
 
-from celery import Task, chain, group, shared_task
+from celery import Signature, Task, chain, chord, group, shared_task
 
 from .models import Call, Switch
 
@@ -338,8 +338,24 @@ def fail_replaced(self, *args):
 
 @shared_task(bind=True)
 def replace_with_chain(self, *args, link_msg=None):
+    """Celery's, except that the replacement is linked to ``echo`` only when
+    ``link_msg`` is given (Celery always links its ``redis_echo``)."""
     _record(self, args, {"link_msg": link_msg})
     c = chain(identity.s(*args), identity.s())
+    if link_msg is not None:
+        c.link(echo.si(link_msg))
+    return self.replace(c)
+
+
+@shared_task(bind=True)
+def replace_with_chain_which_raises(self, *args, link_msg=None):
+    _record(self, args, {"link_msg": link_msg})
+    c = chain(identity.s(*args), raise_error.s())
+    link_sig = echo.s()
+    if link_msg is not None:
+        link_sig.args = (link_msg,)
+        link_sig.set(immutable=True)
+    c.link_error(link_sig)
     return self.replace(c)
 
 
@@ -386,3 +402,157 @@ def errback_new_style(request, exc, tb):
         task_id=request.id or "", pid=os.getpid(),
     )  # fmt: skip
     return request.id
+
+
+@shared_task(bind=True)
+def echo(self, message, key="echo"):
+    """Celery's ``redis_echo``: the message is kept (a Call row) under ``key``."""
+    _record(self, (message,), {"key": key})
+
+
+@shared_task(bind=True)
+def raise_error(self, *args):
+    _record(self, args, {})
+    raise ValueError("deliberate error")
+
+
+@shared_task(bind=True)
+def return_exception(self, e):
+    _record(self, (e,), {})
+    return e, True
+
+
+@shared_task(bind=True, max_retries=1)
+def retry_once(self, *args, expires=None, max_retries=1, countdown=0.1):
+    """Fails once and is retried; returns the number of retries."""
+    _record(self, args, {})
+    if self.request.retries:
+        return self.request.retries
+    raise self.retry(countdown=countdown, expires=expires, max_retries=max_retries)
+
+
+@shared_task(bind=True)
+def delayed_sum(self, numbers, pause_time=1):
+    _record(self, (numbers,), {})
+    time.sleep(pause_time)
+    return sum(numbers)
+
+
+@shared_task(bind=True)
+def delayed_sum_with_soft_guard(self, numbers, pause_time=1):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    _record(self, (numbers,), {})
+    try:
+        time.sleep(pause_time)
+        return sum(numbers)
+    except SoftTimeLimitExceeded:
+        return 0
+
+
+@shared_task(bind=True)
+def xsum(self, nums):
+    """Sum of ints and lists."""
+    _record(self, (nums,), {})
+    return sum(sum(num) if isinstance(num, (list, tuple)) else num for num in nums)
+
+
+@shared_task(bind=True)
+def print_unicode(self, log_message="håå®ƒ valmuefrø", print_message="hiöäüß"):
+    _record(self, (log_message,), {})
+    print(print_message)
+
+
+@shared_task(bind=True)
+def build_chain_inside_task(self):
+    """Starts a chain of its own and returns its AsyncResult (Celery stores ``as_tuple()``)."""
+    _record(self, (), {})
+    return (add3.s(1, 1) | add3.s(2) | group(add3.s(3), add3.s(4)) | add3.s(5))()
+
+
+@shared_task(bind=True)
+def add_to_all_to_chord(self, nums, val):
+    _record(self, (nums, val), {})
+    for num in nums:
+        self.add_to_chord(add3.s(num, val))
+    return 0
+
+
+@shared_task(bind=True)
+def add_chord_to_chord(self, nums, val):
+    _record(self, (nums, val), {})
+    self.add_to_chord(group([add3.s(num, val) for num in nums]) | tsum.s())
+    return 0
+
+
+@shared_task(bind=True)
+def return_priority(self, *_args):
+    return f"Priority: {self.request.delivery_info['priority']}"
+
+
+# Signatures returned as results, rebuilt by the next task (Celery's test_signature_serialization).
+@shared_task
+def return_nested_signature_chain_chain():
+    return chain(chain([add3.s()]))
+
+
+@shared_task
+def return_nested_signature_chain_group():
+    return chain(group([add3.s()]))
+
+
+@shared_task
+def return_nested_signature_chain_chord():
+    return chain(chord([add3.s()], add3.s()))
+
+
+@shared_task
+def return_nested_signature_group_chain():
+    return group(chain([add3.s()]))
+
+
+@shared_task
+def return_nested_signature_group_group():
+    return group(group([add3.s()]))
+
+
+@shared_task
+def return_nested_signature_group_chord():
+    return group(chord([add3.s()], add3.s()))
+
+
+@shared_task
+def return_nested_signature_chord_chain():
+    return chord(chain([add3.s()]), add3.s())
+
+
+@shared_task
+def return_nested_signature_chord_group():
+    return chord(group([add3.s()]), add3.s())
+
+
+@shared_task
+def return_nested_signature_chord_chord():
+    return chord(chord([add3.s()], add3.s()), add3.s())
+
+
+@shared_task
+def rebuild_signature(sig_dict):
+    def _recurse(sig):
+        if not isinstance(sig, Signature):
+            raise TypeError(f"{sig!r} is not a signature object")
+        if isinstance(sig, (chain, group, chord)):
+            for task in sig.tasks:
+                _recurse(task)
+        if isinstance(sig, chord):
+            _recurse(sig.body)
+
+    _recurse(Signature.from_dict(sig_dict))
+
+
+@shared_task(bind=True)
+def add_lazily_to_chord(self, value):
+    """``add_to_chord(lazy=True)``: the caller would send the new member itself."""
+    _record(self, (value,), {})
+    self.add_to_chord(identity.s(value), lazy=True)
+    return value

@@ -1,0 +1,159 @@
+"""Chords at run time: ``Task.add_to_chord``, and a chord body's errbacks when
+its header fails.
+
+Natively a header task adds a member to its chord with ``add_to_chord``
+(the Redis backend grows the chord's counter). In a run the new member's
+canvas is compiled and joins the run like a replacement does (:mod:`.replace`):
+the chord's body waits for it too and gets its result after the others'.
+
+When a header task fails, Celery calls the errbacks of the chord's body
+(``chord_error_from_stack``) once, with the body's id and a ``ChordError``.
+Each header node names those bodies (``CHORD_BODIES``, set by
+:mod:`~django_workflows.canvas`); the failure that moves a body to
+``upstream_failed`` calls its errbacks, as Celery would, after it committed.
+"""
+
+import logging
+import uuid
+from typing import Any
+
+from celery import current_app
+from celery.app.task import Context
+from celery.exceptions import ChordError
+from celery.result import AsyncResult, ResultSet
+from django.db import transaction
+from django.utils import timezone
+
+from ..canvas import CHORD_BODIES, compile_canvas, referenced
+from ..models import TaskRun
+from ..models import TaskRunStatus as T
+from . import counters
+from .graph import parents_of, reserve_nodes, save_edges, task_run
+
+logger = logging.getLogger(__name__)
+
+
+# -- add_to_chord ------------------------------------------------------------------------
+
+
+def add(task_id: str, workflow_id: str, signature: Any, attempt: Any) -> tuple[list[TaskRun], Any]:
+    """Save ``signature`` as a new member of the chord running task run
+    ``task_id`` is in; return its first tasks, claimed for sending, and
+    its result (an ``AsyncResult``, or a ``ResultSet`` for a group).
+
+    Raises ``ValueError`` as Celery does when the task is in no chord.
+    """
+    graph = compile_canvas(signature)
+    has_children = {parent for node in graph.nodes for parent in node.parents}
+    last = [node.index for node in graph.nodes if node.index not in has_children]
+    with transaction.atomic():
+        current = TaskRun.objects.filter(pk=task_id, status=T.RUNNING)
+        if attempt is not None:
+            current = current.filter(claim=attempt)
+        member = current.select_for_update().values_list("node", flat=True).first()
+        if member is None:
+            return [], None  # canceled, or a stale attempt: nothing joins
+        bodies = [
+            body
+            for body in TaskRun.objects.select_for_update().filter(parents=task_id)
+            if isinstance(body.input, list) and member in referenced(body.input)
+        ]
+        if not bodies:
+            raise ValueError("Current task is not member of any chord")
+        offset = reserve_nodes(workflow_id, len(graph.nodes), f"add_to_chord in {task_id} adds")
+        now, claim = timezone.now(), uuid.uuid4()
+        runs = []
+        for node in graph.nodes:
+            node.index += offset
+            node.input = _shift(node.input, offset)
+            node.parents = [parent + offset for parent in node.parents]
+            runs.append(
+                task_run(
+                    node,
+                    workflow_id,
+                    waiting=len(node.parents),
+                    status=T.PENDING if node.parents else T.QUEUED,
+                    queued_at=None if node.parents else now,
+                    claim=None if node.parents else claim,
+                )
+            )
+        TaskRun.objects.bulk_create(runs, batch_size=500)
+        added = _shift(graph.result, offset)
+        for body in bodies:
+            TaskRun.objects.filter(pk=body.pk).update(
+                input=[*body.input, added], waiting=body.waiting + len(last)
+            )
+        outside = parents_of(task_id)
+        save_edges(
+            [
+                *(
+                    (runs[node.index - offset].pk, runs[parent - offset].pk)
+                    for node in graph.nodes
+                    for parent in node.parents
+                ),
+                # Drawn as the calling task's sibling: from its parents, into the bodies.
+                *((run.pk, parent) for run in runs if not run.waiting for parent in outside),
+                *((body.pk, runs[index].pk) for body in bodies for index in last),
+            ]
+        )
+        counters.count(workflow_id, total=len(runs))
+    by_node = {run.node: run.pk for run in runs}
+    return [run for run in runs if not run.waiting], _result(added, by_node)
+
+
+def _result(ref: Any, by_node: dict[int, Any]) -> Any:
+    if isinstance(ref, list):
+        return ResultSet([_result(item, by_node) for item in ref])
+    return AsyncResult(str(by_node[ref]), app=current_app)
+
+
+def _shift(ref: Any, offset: int) -> Any:
+    if ref is None:
+        return None
+    if isinstance(ref, list):
+        return [_shift(item, offset) for item in ref]
+    return ref + offset
+
+
+# -- a failed header -----------------------------------------------------------------------
+
+
+def failing_bodies(run: TaskRun) -> list[TaskRun]:
+    """The chord bodies ``run``'s failure fails, and that no other failure of
+    their header has failed yet (Celery calls their errbacks once). Call in
+    the failure's transaction, before the bodies move to ``upstream_failed``."""
+    indexes = set(run.options.get(CHORD_BODIES) or ())
+    source = run
+    while source.mapped_from_id is not None:  # a replacement's or a foreach item's task
+        source = TaskRun.objects.only("options", "mapped_from_id").get(pk=source.mapped_from_id)
+        indexes.update(source.options.get(CHORD_BODIES) or ())
+    if not indexes:
+        return []
+    return list(
+        TaskRun.objects.select_for_update().filter(
+            workflow_id=run.workflow_id, node__in=indexes, status=T.PENDING
+        )
+    )
+
+
+def call_body_errbacks(bodies: list[TaskRun], failed: TaskRun, exception: Any) -> None:
+    """Call each body's errbacks as Celery's ``chord_error_from_stack`` does:
+    old-style ones as tasks given the body's id, new-style ones here with a
+    request standing for the body and a ``ChordError``. An errback that fails
+    is logged: it never changes the run."""
+    error = ChordError(f"Dependency {failed.pk} raised {exception!r}")
+    for body in bodies:
+        request = Context(
+            {
+                "id": str(body.pk),
+                "errbacks": body.options.get("link_error") or [],
+                "delivery_info": {},
+                "task": body.task,
+                "args": body.args,
+                "kwargs": body.kwargs,
+            }
+        )
+        try:
+            current_app.backend._call_task_errbacks(request, error, None)
+        except Exception:
+            logger.exception("The errbacks of chord body %s (%s) failed", body.pk, body.task)
