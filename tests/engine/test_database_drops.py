@@ -13,7 +13,7 @@ from django_workflows import launch_canvas, tracking
 from django_workflows.headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
-from tests.helpers import node
+from tests.helpers import node, record_sends
 from tests.testapp.tasks import add
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,8 +35,8 @@ class Drops:
 
 @pytest.fixture
 def unsent(monkeypatch):
-    """Claimed task runs are not sent: this test plays the worker itself."""
-    monkeypatch.setattr("django_workflows.engine.progress.dispatch", lambda runs, results: None)
+    """Claimed task runs are not sent (recorded): this test plays the worker itself."""
+    return record_sends(monkeypatch)
 
 
 def task_of(wf, index: int) -> SimpleNamespace:
