@@ -21,6 +21,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "example_project")]
 from runtests import ensure_venv  # noqa: E402
 
 PG_DB = os.environ.get("DW_DB_NAME", "dw_bench")  # dropped and created again by each run
+# Redis databases of the broker and the result backend (purged by the runs)
+REDIS_BROKER = os.environ.get("DW_BENCH_REDIS_BROKER", "redis://localhost:6379/12")
+REDIS_RESULTS = os.environ.get("DW_BENCH_REDIS_RESULTS", "redis://localhost:6379/13")
 
 BACKENDS = {
     "embedded": {"DW_DB_NAME": str(ROOT / ".var" / "bench.sqlite3")},
@@ -29,14 +32,14 @@ BACKENDS = {
     "pg-redis": {
         "DW_DATABASE": "postgres",
         "DW_DB_NAME": PG_DB,
-        "CELERY_BROKER_URL": "redis://localhost:6379/12",
-        "CELERY_RESULT_BACKEND": "redis://localhost:6379/13",
+        "CELERY_BROKER_URL": REDIS_BROKER,
+        "CELERY_RESULT_BACKEND": REDIS_RESULTS,
     },
     "pg-rabbitmq": {
         "DW_DATABASE": "postgres",
         "DW_DB_NAME": PG_DB,
         "CELERY_BROKER_URL": "amqp://guest:guest@localhost:5672//",
-        "CELERY_RESULT_BACKEND": "redis://localhost:6379/13",
+        "CELERY_RESULT_BACKEND": REDIS_RESULTS,
     },
 }
 
