@@ -7,6 +7,8 @@
 For each backend it migrates a fresh database, starts one worker process
 (prefork, concurrency 2), runs every row tracked and native in the same run
 (after a warm-up), and prints min / median / max and the ratio of medians.
+``DW_DB_NAME``, ``DW_BENCH_REDIS_BROKER`` and ``DW_BENCH_REDIS_RESULTS`` choose
+the PostgreSQL database and the Redis databases (each run empties them).
 """
 
 import argparse
