@@ -7,6 +7,8 @@
 For each backend it migrates a fresh database, starts one worker process
 (prefork, concurrency 2), runs every row tracked and native in the same run
 (after a warm-up), and prints min / median / max and the ratio of medians.
+``DW_DB_NAME``, ``DW_BENCH_REDIS_BROKER`` and ``DW_BENCH_REDIS_RESULTS`` choose
+the PostgreSQL database and the Redis databases (each run empties them).
 """
 
 import argparse
@@ -21,6 +23,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "example_project")]
 from runtests import ensure_venv  # noqa: E402
 
 PG_DB = os.environ.get("DW_DB_NAME", "dw_bench")  # dropped and created again by each run
+# Redis databases of the broker and the result backend (purged by the runs)
+REDIS_BROKER = os.environ.get("DW_BENCH_REDIS_BROKER", "redis://localhost:6379/12")
+REDIS_RESULTS = os.environ.get("DW_BENCH_REDIS_RESULTS", "redis://localhost:6379/13")
 
 BACKENDS = {
     "embedded": {"DW_DB_NAME": str(ROOT / ".var" / "bench.sqlite3")},
@@ -29,14 +34,14 @@ BACKENDS = {
     "pg-redis": {
         "DW_DATABASE": "postgres",
         "DW_DB_NAME": PG_DB,
-        "CELERY_BROKER_URL": "redis://localhost:6379/12",
-        "CELERY_RESULT_BACKEND": "redis://localhost:6379/13",
+        "CELERY_BROKER_URL": REDIS_BROKER,
+        "CELERY_RESULT_BACKEND": REDIS_RESULTS,
     },
     "pg-rabbitmq": {
         "DW_DATABASE": "postgres",
         "DW_DB_NAME": PG_DB,
         "CELERY_BROKER_URL": "amqp://guest:guest@localhost:5672//",
-        "CELERY_RESULT_BACKEND": "redis://localhost:6379/13",
+        "CELERY_RESULT_BACKEND": REDIS_RESULTS,
     },
 }
 

@@ -34,6 +34,7 @@ from .history import history  # noqa: E402
 
 IDLE_QUEUE = "bench-idle"  # no worker consumes it: launches measured without execution
 MEMORY_QUEUE = "bench-memory"  # only the memory row's worker consumes it
+LAUNCH_SIZES = (1_000, 10_000, 100_000)  # up to MAX_NODES' default
 
 
 def purge_idle_queue() -> None:
@@ -67,12 +68,20 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def side_by_side(tracked: Callable, native: Callable, reps: int) -> tuple[list, list]:
-    tracked(), native()  # warm-up
+def side_by_side(
+    tracked: Callable, native: Callable, reps: int, between: Callable[[], object] = lambda: None
+) -> tuple[list, list]:
+    """Times of ``tracked`` and ``native``, alternately, after a warm-up of each;
+    ``between`` runs untimed after each call."""
+    for warm_up in (tracked, native):
+        warm_up()
+        between()
     t, n = [], []
     for _ in range(reps):
         t.append(timed(tracked))
+        between()
         n.append(timed(native))
+        between()
     return t, n
 
 
@@ -229,8 +238,10 @@ def hop_without_celery_results(reps: int) -> None:
 
 def launch_time(reps: int) -> None:
     """launch() of an N-node DAG: the database part (a chain: one root to send),
-    then a chord whose N-1 roots are all sent, beside native apply_async of it."""
-    for size in (1_000, 10_000):
+    then a chord whose N-1 roots are all sent, beside native apply_async of it.
+    Up to 100,000 tasks (MAX_NODES' default); the idle queue is purged after
+    each launch, so Redis never holds more than one launch's messages."""
+    for size in LAUNCH_SIZES:
 
         def chain_of(size=size):
             return chain(*[bench_noop.s().set(queue=IDLE_QUEUE)] * size)
@@ -241,11 +252,18 @@ def launch_time(reps: int) -> None:
                 bench_noop.s().set(queue=IDLE_QUEUE),
             )
 
-        count = max(2, reps // 2)
-        times = [timed(lambda: launch_canvas(chain_of())) for _ in range(count)]
+        count = max(3, reps // 2)
+        times = []
+        for _ in range(count):
+            canvas = chain_of()  # built outside the timing: launch_canvas is measured
+            times.append(timed(lambda canvas=canvas: launch_canvas(canvas)))
+            purge_idle_queue()
         row(f"launch ({size}-chain)", "s min/med/max", spread(times, fmt="{:.2f}"), "-", "1 root")
         t, n = side_by_side(
-            lambda: launch_canvas(chord_of()), lambda: chord_of().apply_async(), count
+            lambda: launch_canvas(chord_of()),
+            lambda: chord_of().apply_async(),
+            count,
+            between=purge_idle_queue,
         )
         ratio = statistics.median(t) / statistics.median(n)
         row(
@@ -255,7 +273,6 @@ def launch_time(reps: int) -> None:
             spread(n, fmt="{:.2f}"),
             f"{ratio:.2f}x native; {size - 1} roots sent",
         )
-        purge_idle_queue()
 
 
 def queries_per_task(reps: int) -> None:
@@ -309,6 +326,8 @@ def queries_per_task(reps: int) -> None:
 def memory(reps: int) -> None:
     """Peak RSS: of a fresh process launching an N-node DAG, and of the worker
     (main process + children, high-water marks) while an N-node run goes through."""
+    # RSS before building the chain, after building it, and the peak once launched:
+    # a 100,000-task canvas is big before launch; launch is judged by what it adds.
     script = (
         "import django; django.setup()\n"
         "from celery import chain\n"
@@ -316,12 +335,14 @@ def memory(reps: int) -> None:
         "from tests.testapp.tasks import bench_noop\n"
         "from benchmarks.suite import _status_kb\n"
         "before = _status_kb('self', 'VmRSS')\n"
-        "launch_canvas(chain(*[bench_noop.s().set(queue='bench-idle')] * {size}))\n"
-        "print(before, _status_kb('self', 'VmHWM'))\n"
+        "canvas = chain(*[bench_noop.s().set(queue='bench-idle')] * {size})\n"
+        "built = _status_kb('self', 'VmRSS')\n"
+        "launch_canvas(canvas)\n"
+        "print(before, built, _status_kb('self', 'VmHWM'))\n"
     )
     env = {**os.environ, "DW_DB_NAME": connection.settings_dict["NAME"]}
     launcher = {}
-    for size in (1_000, 10_000):
+    for size in LAUNCH_SIZES:
         out = subprocess.run(
             [sys.executable, "-c", script.format(size=size)],
             env=env,
@@ -329,7 +350,8 @@ def memory(reps: int) -> None:
             text=True,
             check=True,
         ).stdout.split()
-        launcher[size] = (int(out[0]) / 1024, int(out[1]) / 1024)
+        launcher[size] = [int(kb) / 1024 for kb in out]
+        purge_idle_queue()
     purge_idle_queue()
     peaks = {}
     for size in (1_000, 10_000):
@@ -347,9 +369,13 @@ def memory(reps: int) -> None:
     row(
         "memory: launching process",
         "MB peak RSS",
-        " / ".join(f"{launcher[s][1]:.0f} at {s // 1000}k" for s in launcher),
+        " / ".join(f"{launcher[s][2]:.0f} at {s // 1000}k" for s in launcher),
         "-",
-        f"before launch(): {launcher[1_000][0]:.0f} MB",
+        "launch adds "
+        + " / ".join(f"{peak - built:.0f}" for _, built, peak in launcher.values())
+        + " to the canvas built ("
+        + " / ".join(f"{built - before:.0f}" for before, built, _ in launcher.values())
+        + f") and {launcher[1_000][0]:.0f} before",
     )
     row(
         "memory: worker (2 children)",

@@ -82,7 +82,7 @@ class foreach(Signature):  # noqa: N801 - named like Celery's group, chain, chor
         return maybe_signature(self.kwargs["task"], app=self._app)
 
 
-@dataclass
+@dataclass(slots=True)  # a 100,000-task canvas compiles to 100,000 of them
 class Node:
     index: int
     task: str

@@ -34,7 +34,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory: the worker process must see the same database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
-    DATABASES["default"]["TEST"] = {"NAME": "test_django_workflows"}
+    # DW_TEST_DB_NAME: for suites sharing one PostgreSQL server
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("DW_TEST_DB_NAME", "test_django_workflows")
+    }
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -8,6 +8,7 @@ cannot be tracked, too many tasks) is refused before anything is saved.
 import logging
 import uuid
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import DataError, IntegrityError, transaction
@@ -29,10 +30,13 @@ from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 from ..signals import workflow_started
 from . import eager, progress
-from .graph import save_edges, task_run
+from .graph import NodeIds, node_edges_of, save_edges, save_runs
 from .transitions import move_workflow
 
 logger = logging.getLogger(__name__)
+
+#: Roots sent per batch when a launch starts (each batch read back from the database).
+ROOTS_PER_SEND = 1000
 
 
 def launch(
@@ -141,25 +145,9 @@ def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -
                 tasks_total=len(graph.nodes),
                 **fields,
             )
-            runs = [
-                task_run(
-                    node,
-                    workflow.pk,
-                    waiting=len(node.parents),
-                    # Roots are claimed by the launch itself: nobody else sees them yet.
-                    status=T.PENDING if node.parents else T.QUEUED,
-                    queued_at=None if node.parents else now,
-                    claim=None if node.parents else claim,
-                )
-                for node in graph.nodes
-            ]
-            TaskRun.objects.bulk_create(runs, batch_size=500)
-            save_edges(
-                (runs[node.index].pk, runs[parent].pk)
-                for node in graph.nodes
-                for parent in node.parents
-            )
-            roots = [run for run in runs if not run.waiting]
+            ids = NodeIds(len(graph.nodes))
+            save_runs(graph.nodes, workflow.pk, ids, claim=claim, now=now)
+            save_edges(node_edges_of(graph.nodes, ids))
     except DataError as exc:
         raise CanvasError(
             f"Workflow {name!r} could not be saved: the database refused its arguments "
@@ -170,14 +158,14 @@ def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -
         if key and (existing := _existing(name, key)):
             return existing  # a concurrent launch with the same key won
         raise
-    eager.after_commit(lambda: _start(workflow, roots))
+    eager.after_commit(lambda: _start(workflow, claim, has_roots=bool(graph.nodes)))
     if eager.enabled():
         workflow.refresh_from_db()  # it ran inline: show how it ended
     workflow.launched_now = True
     return workflow
 
 
-def _start(workflow: Workflow, roots: list[TaskRun]) -> None:
+def _start(workflow: Workflow, claim: uuid.UUID, *, has_roots: bool) -> None:
     now = timezone.now()
     move_workflow(
         Workflow.objects.filter(pk=workflow.pk), W.RUNNING, from_={W.PENDING}, started=now
@@ -186,17 +174,18 @@ def _start(workflow: Workflow, roots: list[TaskRun]) -> None:
     workflow_started.send_robust(
         Workflow, workflow_id=workflow.pk, name=workflow.name, resumed=False
     )
-    if not roots:
+    if not has_roots:
         progress.finish_if_done(workflow.pk)
         workflow.refresh_from_db()
         return
     try:
-        progress.dispatch(roots, {})
+        for roots in _roots(workflow.pk, claim):
+            progress.dispatch(roots, {})
     except BrokerUnavailable as exc:
         # The caller is told now: the roots the broker did not take fail (rather
         # than wait for the recovery pass), and the run with them.
         unsent = TaskRun.objects.filter(
-            pk__in=[root.pk for root in roots], status=T.QUEUED, sent_at=None
+            workflow_id=workflow.pk, claim=claim, status=T.QUEUED, sent_at=None
         ).values_list("pk", flat=True)
         for pk in unsent:
             progress.task_failed(str(pk), exc.__cause__)
@@ -206,3 +195,20 @@ def _start(workflow: Workflow, roots: list[TaskRun]) -> None:
         error = BrokerUnavailable(message)
         error.workflow = workflow
         raise error from exc.__cause__
+
+
+def _roots(workflow_id: Any, claim: uuid.UUID) -> Iterator[list[TaskRun]]:
+    """The roots the launch claimed, read back ``ROOTS_PER_SEND`` at a time in
+    node order: a chord's header may hold 100,000 of them."""
+    last = -1
+    while True:
+        batch = list(
+            TaskRun.objects.filter(workflow_id=workflow_id, claim=claim, node__gt=last).order_by(
+                "node"
+            )[:ROOTS_PER_SEND]
+        )
+        if batch:
+            yield batch
+        if len(batch) < ROOTS_PER_SEND:
+            return
+        last = batch[-1].node

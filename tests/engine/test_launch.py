@@ -1,6 +1,9 @@
 """Launch: one transaction, roots sent on commit, the broker's absence reported."""
 
+import importlib
+
 import pytest
+from celery import chord, group
 from django.db import transaction
 
 from django_workflows import launch, launch_canvas
@@ -8,7 +11,9 @@ from django_workflows.exceptions import BrokerUnavailable
 from django_workflows.models import TaskRun, Workflow
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
-from tests.testapp.tasks import add
+from tests.testapp.tasks import add, tsum
+
+LAUNCH = importlib.import_module("django_workflows.engine.launch")  # the module, not the function
 
 
 @pytest.fixture
@@ -78,3 +83,31 @@ def test_launch_says_whether_it_created_the_run(sent):
     assert again.pk == first.pk
     assert (adhoc.launched_now, adhoc_again.launched_now) == (True, False)
     assert len(sent) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("roots", "sizes"), [(7, [3, 3, 1]), (6, [3, 3])])
+def test_roots_are_sent_in_batches_each_once(monkeypatch, roots, sizes):
+    batches = []
+    monkeypatch.setattr(LAUNCH, "ROOTS_PER_SEND", 3)
+    monkeypatch.setattr(
+        "django_workflows.engine.progress.dispatch",
+        lambda runs, results: batches.append([run.node for run in runs]),
+    )
+    wf = launch_canvas(chord([add.s(i, i) for i in range(roots)], tsum.s()))
+    assert [len(batch) for batch in batches] == sizes
+    assert sorted(node for batch in batches for node in batch) == list(range(roots))
+    assert wf.task_runs.get(node=roots).status == T.PENDING  # the body waits
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_down_fails_every_root_of_a_launch_sent_in_batches(monkeypatch, broker_down):
+    monkeypatch.setattr(LAUNCH, "ROOTS_PER_SEND", 2)
+    with pytest.raises(BrokerUnavailable):
+        launch_canvas(group(add.s(i, i) for i in range(5)) | tsum.s())
+    wf = Workflow.objects.get()
+    assert dict(wf.task_runs.values_list("node", "status")) == {
+        **{node: T.FAILURE for node in range(5)},
+        5: T.UPSTREAM_FAILED,
+    }
+    assert wf.status == W.FAILURE and wf.tasks_finished == wf.tasks_total
