@@ -507,7 +507,10 @@ def main() -> None:
                     fn(reps)
         finally:
             stop_worker(worker)
-        TaskRun.objects.all().delete()
+        if os.environ.get("DW_BENCH_REUSE_DB"):
+            # A reused database keeps its history, not these rows (a fresh one is dropped
+            # by the next run: deleting 100,000-task launches would take minutes).
+            TaskRun.objects.all().delete()
         if os.environ.get("DW_BENCH_KEEP_LOG"):
             print(f"  worker log: {log}")
 
