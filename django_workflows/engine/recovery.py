@@ -115,28 +115,31 @@ def reap(grace: float = 30.0, timeout: float | None = None, ping_timeout: float 
     alive = set()
     for reply in current_app.control.ping(timeout=ping_timeout) or []:
         alive.update(reply)
-    held = _held({run.worker for run in running} & alive, ping_timeout)
-    # Asking the workers takes a while: what finished or started again meanwhile is left alone.
-    still = set(
-        TaskRun.objects.filter(pk__in=[run.pk for run in running], status=T.RUNNING).values_list(
-            "pk", "claim"
-        )
-    )
-    reaped = []
+    now = timezone.now()  # after the ping: a run's time is judged as the workers answered
+    reaped, lost, answered_for = [], {}, []
     for run in running:
-        if (run.pk, run.claim) not in still:
-            continue
-        lost = None
         if run.worker not in alive:
-            lost = f"Worker lost: {run.worker or 'the worker'} does not answer any more."
-        elif held is not None and str(run.pk) not in held:
-            lost = f"Worker lost: {run.worker} answers but does not hold the task any more."
+            lost[run.pk] = f"Worker lost: {run.worker or 'the worker'} does not answer any more."
         elif timeout is not None and run.started_at <= now - timedelta(seconds=timeout):
             reason = f"Timed out: still running after {timeout:g} s on {run.worker}."
             logger.warning("Reaping task run %s (%s): %s", run.pk, run.task, reason)
-            task_failed(str(run.pk), WorkerLost(reason))
+            task_failed(str(run.pk), WorkerLost(reason), attempt=run.claim)
             reaped.append(str(run.pk))
-        if lost is None:
+        else:
+            answered_for.append(run)
+    if answered_for:
+        held = _held({run.worker for run in answered_for}, ping_timeout)
+        for run in answered_for:
+            if held is not None and str(run.pk) not in held:
+                lost[run.pk] = (
+                    f"Worker lost: {run.worker} answers but does not hold the task any more."
+                )
+    # Asking the workers takes a while: what finished or started again meanwhile is left alone.
+    still = set(
+        TaskRun.objects.filter(pk__in=list(lost), status=T.RUNNING).values_list("pk", "claim")
+    )
+    for run in running:
+        if run.pk not in lost or (run.pk, run.claim) not in still:
             continue
         stored = _stored_success(run)
         if stored is not None:
@@ -151,8 +154,8 @@ def reap(grace: float = 30.0, timeout: float | None = None, ping_timeout: float 
             else:
                 task_succeeded(str(run.pk), str(run.workflow_id), run.node, stored[0], run.claim)
         else:
-            logger.warning("Reaping task run %s (%s): %s", run.pk, run.task, lost)
-            task_failed(str(run.pk), WorkerLost(lost), attempt=run.claim)
+            logger.warning("Reaping task run %s (%s): %s", run.pk, run.task, lost[run.pk])
+            task_failed(str(run.pk), WorkerLost(lost[run.pk]), attempt=run.claim)
         reaped.append(str(run.pk))
     return reaped
 

@@ -45,7 +45,7 @@ def test_a_task_on_a_worker_killed_whole_is_reaped_and_the_run_resumes(worker, t
 
 
 def test_a_task_running_past_the_timeout_is_reaped_by_the_command(worker, capsys):
-    wf = launch_canvas(nap.s(3) | add.si(1, 1))
+    wf = launch_canvas(nap.s(5) | add.si(1, 1))
     until(lambda: node(wf, 0).status == T.RUNNING, what="the nap to start")
 
     call_command("workflows", "reap", "--grace", "0", "--timeout", "0.01")
