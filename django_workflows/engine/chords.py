@@ -14,7 +14,6 @@ Each header node names those bodies (``CHORD_BODIES``, set by
 """
 
 import logging
-import uuid
 from typing import Any
 
 from celery import current_app
@@ -22,13 +21,11 @@ from celery.app.task import Context
 from celery.exceptions import ChordError
 from celery.result import AsyncResult, ResultSet
 from django.db import transaction
-from django.utils import timezone
 
 from ..canvas import CHORD_BODIES, compile_canvas, referenced
 from ..models import TaskRun
 from ..models import TaskRunStatus as T
-from . import counters
-from .graph import parents_of, reserve_nodes, save_edges, task_run
+from .graph import ends, graft, reserve_nodes, shift
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +41,7 @@ def add(task_id: str, workflow_id: str, signature: Any, attempt: Any) -> tuple[l
     Raises ``ValueError`` as Celery does when the task is in no chord.
     """
     graph = compile_canvas(signature)
-    has_children = {parent for node in graph.nodes for parent in node.parents}
-    last = [node.index for node in graph.nodes if node.index not in has_children]
+    last = ends(graph)
     with transaction.atomic():
         current = TaskRun.objects.filter(pk=task_id, status=T.RUNNING)
         if attempt is not None:
@@ -61,42 +57,13 @@ def add(task_id: str, workflow_id: str, signature: Any, attempt: Any) -> tuple[l
         if not bodies:
             raise ValueError("Current task is not member of any chord")
         offset = reserve_nodes(workflow_id, len(graph.nodes), f"add_to_chord in {task_id} adds")
-        now, claim = timezone.now(), uuid.uuid4()
-        runs = []
-        for node in graph.nodes:
-            node.index += offset
-            node.input = _shift(node.input, offset)
-            node.parents = [parent + offset for parent in node.parents]
-            runs.append(
-                task_run(
-                    node,
-                    workflow_id,
-                    waiting=len(node.parents),
-                    status=T.PENDING if node.parents else T.QUEUED,
-                    queued_at=None if node.parents else now,
-                    claim=None if node.parents else claim,
-                )
-            )
-        TaskRun.objects.bulk_create(runs, batch_size=500)
-        added = _shift(graph.result, offset)
+        added = shift(graph.result, offset)
         for body in bodies:
             TaskRun.objects.filter(pk=body.pk).update(
                 input=[*body.input, added], waiting=body.waiting + len(last)
             )
-        outside = parents_of(task_id)
-        save_edges(
-            [
-                *(
-                    (runs[node.index - offset].pk, runs[parent - offset].pk)
-                    for node in graph.nodes
-                    for parent in node.parents
-                ),
-                # Drawn as the calling task's sibling: from its parents, into the bodies.
-                *((run.pk, parent) for run in runs if not run.waiting for parent in outside),
-                *((body.pk, runs[index].pk) for body in bodies for index in last),
-            ]
-        )
-        counters.count(workflow_id, total=len(runs))
+        # Drawn as the calling task's sibling: from its parents, into the bodies.
+        runs = graft(graph, workflow_id, offset, beside=task_id, into=[b.pk for b in bodies])
     by_node = {run.node: run.pk for run in runs}
     return [run for run in runs if not run.waiting], _result(added, by_node)
 
@@ -105,14 +72,6 @@ def _result(ref: Any, by_node: dict[int, Any]) -> Any:
     if isinstance(ref, list):
         return ResultSet([_result(item, by_node) for item in ref])
     return AsyncResult(str(by_node[ref]), app=current_app)
-
-
-def _shift(ref: Any, offset: int) -> Any:
-    if ref is None:
-        return None
-    if isinstance(ref, list):
-        return [_shift(item, offset) for item in ref]
-    return ref + offset
 
 
 # -- a failed header -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.db.models import Max
+from django.utils import timezone
 
 from ..canvas import Node
 from ..conf import get_setting
@@ -141,6 +142,70 @@ def reserve_nodes(workflow_id: Any, count: int, adding: str) -> int:
         )
     last = TaskRun.objects.filter(workflow_id=workflow_id).aggregate(last=Max("node"))["last"]
     return last + 1
+
+
+def ends(graph: Any) -> list[int]:
+    """The nodes of a compiled ``graph`` that no other node follows: its last tasks."""
+    followed = {parent for node in graph.nodes for parent in node.parents}
+    return [node.index for node in graph.nodes if node.index not in followed]
+
+
+def shift(ref: Any, offset: int) -> Any:
+    """A node reference (an index, a list of them, or None) moved by ``offset``."""
+    if ref is None:
+        return None
+    if isinstance(ref, list):
+        return [shift(item, offset) for item in ref]
+    return ref + offset
+
+
+def graft(
+    graph: Any, workflow_id: Any, offset: int, *, beside: Any, into: Iterable[Any], **fields: Any
+) -> list[TaskRun]:
+    """Save a canvas compiled at run time (a replacement, a member added to a
+    chord) as task runs of the run, numbered from ``offset``: its first tasks
+    claimed for sending and drawn from the parents of task run ``beside``,
+    its last tasks as parents of the task runs ``into``. Call it in the
+    transaction that reserved the numbers; ``fields`` go on every task run
+    (``map_index`` is each one's position). Returns the task runs, in order.
+    """
+    from . import counters
+
+    last = ends(graph)
+    now, claim = timezone.now(), uuid.uuid4()
+    runs = []
+    for position, node in enumerate(graph.nodes):
+        node.index += offset
+        node.input = shift(node.input, offset)
+        node.parents = [parent + offset for parent in node.parents]
+        item = {"map_index": position} if "mapped_from_id" in fields else {}
+        runs.append(
+            task_run(
+                node,
+                workflow_id,
+                waiting=len(node.parents),
+                status=T.PENDING if node.parents else T.QUEUED,
+                queued_at=None if node.parents else now,
+                claim=None if node.parents else claim,
+                **fields,
+                **item,
+            )
+        )
+    TaskRun.objects.bulk_create(runs, batch_size=500)
+    outside = parents_of(beside)
+    save_edges(
+        [
+            *(
+                (runs[node.index - offset].pk, runs[parent - offset].pk)
+                for node in graph.nodes
+                for parent in node.parents
+            ),
+            *((run.pk, parent) for run in runs if not run.waiting for parent in outside),
+            *((target, runs[index].pk) for target in into for index in last),
+        ]
+    )
+    counters.count(workflow_id, total=len(runs))
+    return runs
 
 
 def save_edges(pairs: Iterable[tuple[Any, Any]]) -> None:
