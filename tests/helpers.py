@@ -2,7 +2,7 @@
 
 import time
 
-from django_workflows.models import TaskRun, Workflow
+from django_workflows.models import Edge, ScheduleFire, TaskAttempt, TaskRun, Workflow
 
 
 def until(predicate, timeout=30.0, what="condition"):
@@ -14,6 +14,29 @@ def until(predicate, timeout=30.0, what="condition"):
             return value
         time.sleep(0.02)
     raise TimeoutError(f"Timed out waiting for {what}")
+
+
+def dangling() -> dict[str, int]:
+    """Rows pointing at a run or task run that is gone, by relation: the database
+    keeps no foreign-key constraint onto those tables (models.py), so deletes
+    must leave none."""
+    runs, tasks = Workflow.objects.values("pk"), TaskRun.objects.values("pk")
+    found = {
+        "task run -> run": TaskRun.objects.exclude(workflow__in=runs),
+        "foreach item -> task run": TaskRun.objects.filter(mapped_from__isnull=False).exclude(
+            mapped_from__in=tasks
+        ),
+        "edge child": Edge.objects.exclude(from_taskrun__in=tasks),
+        "edge parent": Edge.objects.exclude(to_taskrun__in=tasks),
+        "attempt -> task run": TaskAttempt.objects.exclude(task_run__in=tasks),
+        "relaunch -> run": Workflow.objects.filter(relaunched_from__isnull=False).exclude(
+            relaunched_from__in=runs
+        ),
+        "schedule fire -> run": ScheduleFire.objects.filter(workflow__isnull=False).exclude(
+            workflow__in=runs
+        ),
+    }
+    return {what: count for what, rows in found.items() if (count := rows.count())}
 
 
 def node(wf: Workflow, index: int) -> TaskRun:

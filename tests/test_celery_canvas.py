@@ -14,6 +14,7 @@ from celery import chain, chord, group
 from django_workflows import launch_canvas
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
+from tests.helpers import dangling
 from tests.testapp.models import Call
 from tests.testapp.tasks import (
     add3,
@@ -210,6 +211,7 @@ def test_rerun_from_a_replaced_task_replaces_it_again(worker):
     assert len(new) == 2 and not old & new
     assert Call.objects.filter(task="replace_with_chain").count() == 2
     assert (wf.tasks_total, wf.tasks_finished) == (5, 5)
+    assert dangling() == {}  # the old replacement went with its edges and attempts
 
 
 # -- link_error / on_error: Celery calls the errbacks of each failed task itself ----------

@@ -18,11 +18,9 @@ from django.utils import timezone
 from ..canvas import Node
 from ..conf import get_setting
 from ..exceptions import NodeLimitExceeded
-from ..models import TaskRun, Workflow
+from ..models import Edge, TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from . import rows
-
-Edge = TaskRun.parents.through
 
 #: The columns of a task run that vary from node to node, in :func:`save_runs`' rows.
 _RUN_COLUMNS = (

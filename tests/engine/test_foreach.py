@@ -14,6 +14,7 @@ from django_workflows.exceptions import CanvasError
 from django_workflows.models import TaskRun
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
+from tests.helpers import dangling
 from tests.testapp.models import Switch
 from tests.testapp.tasks import add, collect, const, gate_items, tsum
 
@@ -171,6 +172,7 @@ class TestOnAWorker:
         )
         assert history == [(1, T.FAILURE, "item 2 is closed")]
         assert (wf.tasks_total, wf.tasks_finished, wf.tasks_failed) == (6, 6, 0)
+        assert dangling() == {}  # the replaced items went with their edges
 
     def test_a_cancel_before_the_expansion_expands_nothing(self, worker, calls, sender_dies):
         from django_workflows import engine
