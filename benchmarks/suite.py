@@ -27,6 +27,7 @@ from kombu.utils.json import dumps  # noqa: E402
 
 from django_workflows import launch_canvas  # noqa: E402
 from django_workflows.models import TaskRun  # noqa: E402
+from tests.testapp import floor  # noqa: E402
 from tests.testapp.tasks import bench_join_lag, bench_noop, bench_stamp  # noqa: E402
 from tests.worker import start_worker, stop_worker  # noqa: E402
 
@@ -234,6 +235,45 @@ def hop_without_celery_results(reps: int) -> None:
     ratio = statistics.median(t) / statistics.median(n)
     row("hop, no Celery result store", "ms/hop min/med/max", spread(t, 1000 / hops),
         spread(n, 1000 / hops), f"{ratio:.2f}x native (native stores)")  # fmt: skip
+
+
+def hop_floor(reps: int) -> None:
+    """The hop's floor (:mod:`tests.testapp.floor`): a chain run by bare SQL that
+    keeps the tracked hop's promises, beside the tracked and native chains, in
+    turn. Its ratio is the least a tracked hop can cost with a start claim and a
+    durable success per task; PostgreSQL only."""
+    if connection.vendor != "postgresql":
+        row("hop floor", "-", "-", "-", "PostgreSQL only")
+        return
+    hops = 100
+    with connection.cursor() as cursor:
+        cursor.execute(floor.TABLES)
+
+    def canvas():
+        return chain(*[bench_noop.s()] * hops)
+
+    def floor_chain():
+        first, claim = floor.lay_chain(hops)
+        floor.bench_floor_hop.apply_async((claim,), task_id=first)
+        while not floor.finished(hops):
+            time.sleep(0.01)
+
+    runs = {
+        "tracked": lambda: launch_canvas(canvas()).wait(timeout=600, interval=0.01),
+        "native": lambda: wait_native(canvas().apply_async()),
+        "floor": floor_chain,
+    }
+    for fn in runs.values():  # warm-up
+        fn()
+    times = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, fn in runs.items():
+            times[name].append(timed(fn))
+    native = statistics.median(times["native"])
+    for name in ("floor", "tracked"):
+        ratio = statistics.median(times[name]) / native
+        row(f"hop, {name}", "ms/hop min/med/max", spread(times[name], 1000 / hops),
+            spread(times["native"], 1000 / hops), f"{ratio:.2f}x native")  # fmt: skip
 
 
 def launch_time(reps: int) -> None:
@@ -476,6 +516,7 @@ ALL = {
     "message": message_size,
     "dag": dag_pages,
     "memory": memory,
+    "floor": hop_floor,
 }
 
 #: Rows run only when named (``--rows history``), without a worker.

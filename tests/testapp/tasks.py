@@ -556,3 +556,6 @@ def add_lazily_to_chord(self, value):
     _record(self, (value,), {})
     self.add_to_chord(identity.s(value), lazy=True)
     return value
+
+
+from .floor import bench_floor_hop  # noqa: E402, F401 - the benchmark's floor row, in the worker
