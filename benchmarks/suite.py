@@ -237,43 +237,44 @@ def hop_without_celery_results(reps: int) -> None:
         spread(n, 1000 / hops), f"{ratio:.2f}x native (native stores)")  # fmt: skip
 
 
-def hop_floor(reps: int) -> None:
-    """The hop's floor (:mod:`tests.testapp.floor`): a chain run by bare SQL that
-    keeps the tracked hop's promises, beside the tracked and native chains, in
-    turn. Its ratio is the least a tracked hop can cost with a start claim and a
-    durable success per task; PostgreSQL only."""
-    if connection.vendor != "postgresql":
-        row("hop floor", "-", "-", "-", "PostgreSQL only")
-        return
-    hops = 100
-    with connection.cursor() as cursor:
-        cursor.execute(floor.TABLES)
-
-    def canvas():
-        return chain(*[bench_noop.s()] * hops)
-
-    def floor_chain():
-        first, claim = floor.lay_chain(hops)
-        floor.bench_floor_hop.apply_async((claim,), task_id=first)
-        while not floor.finished(hops):
-            time.sleep(0.01)
-
-    runs = {
-        "tracked": lambda: launch_canvas(canvas()).wait(timeout=600, interval=0.01),
-        "native": lambda: wait_native(canvas().apply_async()),
-        "floor": floor_chain,
+def floor_rows(reps: int) -> None:
+    """The engine's floor (:mod:`tests.testapp.floor`): the hop's chain and the
+    fan-out's chord run by bare SQL that keeps the tracked run's promises (a
+    claimed start, a durable success that claims and sends what it readies),
+    beside tracked and native, in turn. Its ratio is the least tracking can cost
+    with those promises; the tracked ratio's distance to it is the engine's own."""
+    floor.create_tables()
+    shapes = {
+        "hop (100-chain)": (1, 100, "ms/hop", lambda t: t * 1000 / 100),
+        "fan-out (1,000 + join)": (1000, 2, "tasks/s", lambda t: 1001 / t),
     }
-    for fn in runs.values():  # warm-up
-        fn()
-    times = {name: [] for name in runs}
-    for _ in range(reps):
-        for name, fn in runs.items():
-            times[name].append(timed(fn))
-    native = statistics.median(times["native"])
-    for name in ("floor", "tracked"):
-        ratio = statistics.median(times[name]) / native
-        row(f"hop, {name}", "ms/hop min/med/max", spread(times[name], 1000 / hops),
-            spread(times["native"], 1000 / hops), f"{ratio:.2f}x native")  # fmt: skip
+    for label, (width, depth, unit, scale) in shapes.items():
+
+        def canvas(width=width, depth=depth):
+            if width == 1:
+                return chain(*[bench_noop.s()] * depth)
+            return chord([bench_noop.s() for _ in range(width)], bench_noop.s())
+
+        runs = {
+            "tracked": lambda canvas=canvas: launch_canvas(canvas()).wait(
+                timeout=600, interval=0.01
+            ),
+            "native": lambda canvas=canvas: wait_native(canvas().apply_async()),
+            "floor": lambda width=width, depth=depth: floor.run(width, depth),
+        }
+        for fn in runs.values():  # warm-up
+            fn()
+        times = {name: [] for name in runs}
+        for _ in range(reps):
+            for name, fn in runs.items():
+                times[name].append(timed(fn))
+        values = {name: [scale(t) for t in ts] for name, ts in times.items()}
+        native = statistics.median(values["native"])
+        fmt = "{:.1f}" if width == 1 else "{:.0f}"
+        for name in ("floor", "tracked"):
+            ratio = statistics.median(values[name]) / native
+            row(f"{label}, {name}", f"{unit} min/med/max", spread(values[name], fmt=fmt),
+                spread(values["native"], fmt=fmt), f"{ratio:.2f}x native")  # fmt: skip
 
 
 def launch_time(reps: int) -> None:
@@ -516,7 +517,7 @@ ALL = {
     "message": message_size,
     "dag": dag_pages,
     "memory": memory,
-    "floor": hop_floor,
+    "floor": floor_rows,
 }
 
 #: Rows run only when named (``--rows history``), without a worker.

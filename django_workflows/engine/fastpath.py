@@ -125,10 +125,15 @@ def succeed(
 
     Returns None if the task run was not active (a message delivered twice,
     a canceled run) or ``attempt`` is not its current one. On PostgreSQL
-    this is one statement; elsewhere the same steps as separate queries.
+    this is one statement, on SQLite three (the success, the count, the
+    release returning the children); elsewhere the same steps through the ORM.
     """
     if connection.vendor == "postgresql":
         return _succeed_in_one_statement(
+            task_id, workflow_id, result_json, finished_at, claim, attempt
+        )
+    if connection.vendor == "sqlite":
+        return _succeed_in_three_statements(
             task_id, workflow_id, result_json, finished_at, claim, attempt
         )
     current = TaskRun.objects.filter(pk=task_id)
@@ -218,4 +223,79 @@ def _succeed_in_one_statement(
         return None
     return Succeeded(
         claimed=[row for row in rows if row.pk is not None], may_finish=not rows[0].still_pending
+    )
+
+
+#: :func:`succeed` on SQLite: the three writes of ``_SUCCEED_SQL`` as three
+#: statements (SQLite has no UPDATE in a WITH), the last returning the children it
+#: touched. Plain SQL: the ORM spent several times SQLite's own time building
+#: these, while every other worker process waited for the one write lock.
+_SQLITE_DONE = """
+UPDATE {run} SET status = %s, result = NULLIF(%s, 'null'), finished_at = %s
+WHERE id = %s AND status IN ({active}){current}
+"""
+_SQLITE_COUNTED = """
+UPDATE {workflow}
+SET tasks_finished = tasks_finished + %s, tasks_succeeded = tasks_succeeded + %s WHERE id = %s
+"""
+_SQLITE_RELEASED = """
+UPDATE {run} SET
+    waiting = waiting - 1,
+    status = CASE WHEN waiting = 1 AND status = %(pending)s THEN %(queued)s ELSE status END,
+    claim = CASE WHEN waiting = 1 AND status = %(pending)s THEN %(claim)s ELSE claim END,
+    queued_at = CASE WHEN waiting = 1 AND status = %(pending)s THEN %(now)s ELSE queued_at END,
+    sent_at = CASE WHEN waiting = 1 AND status = %(pending)s
+                        AND NOT is_map AND replacement IS NULL
+                   THEN %(now)s ELSE sent_at END
+WHERE id IN (SELECT from_taskrun_id FROM {edge} WHERE to_taskrun_id = %(id)s)
+RETURNING *
+"""
+
+
+def _succeed_in_three_statements(
+    task_id: Any, workflow_id: Any, result_json: str, finished_at: Any, claim: Any, attempt: Any
+) -> Succeeded | None:
+    assert TASK_TRANSITIONS[T.SUCCESS] >= ACTIVE_TASK
+    assert T.PENDING in TASK_TRANSITIONS[T.QUEUED]
+    names = {
+        "run": connection.ops.quote_name(TaskRun._meta.db_table),
+        "workflow": connection.ops.quote_name(Workflow._meta.db_table),
+        "edge": connection.ops.quote_name(Edge._meta.db_table),
+    }
+    active = sorted(ACTIVE_TASK)
+    run_id, now = _db_value("id", task_id), _db_value("finished_at", finished_at)
+    done = _SQLITE_DONE.format(
+        active=", ".join(["%s"] * len(active)),
+        current="" if attempt is None else " AND claim = %s",
+        **names,
+    )
+    params = [T.SUCCESS, result_json, now, run_id, *active]
+    with connection.cursor() as cursor:
+        cursor.execute(done, params + ([] if attempt is None else [_db_value("claim", attempt)]))
+        if cursor.rowcount != 1:
+            return None
+        cursor.execute(
+            _SQLITE_COUNTED.format(**names),
+            [
+                counters.SUCCESS["finished"],
+                counters.SUCCESS["succeeded"],
+                _db_value("workflow", workflow_id),
+            ],
+        )
+    new_claim = _db_value("claim", claim)
+    touched = list(
+        TaskRun.objects.raw(
+            _SQLITE_RELEASED.format(**names),
+            {
+                "pending": T.PENDING,
+                "queued": T.QUEUED,
+                "claim": new_claim,
+                "now": now,
+                "id": run_id,
+            },
+        )
+    )
+    return Succeeded(
+        claimed=[child for child in touched if child.status == T.QUEUED and child.claim == claim],
+        may_finish=not any(child.status == T.PENDING for child in touched),
     )

@@ -16,10 +16,10 @@ from tests.testapp.tasks import add, tsum
 
 PG = connection.vendor == "postgresql"
 #: prerun, then: success, run counters, children released (and claimed, and marked
-#: sent: their messages go before the commit), read the claimed and the still
-#: pending. On PostgreSQL those four are one statement; on SQLite the success's
+#: sent: their messages go before the commit) returning the claimed and the still
+#: pending. On PostgreSQL those three are one statement; on SQLite the success's
 #: transaction begins with a query of its own (BEGIN IMMEDIATE takes the write lock).
-QUERIES_PER_TASK = 2 if PG else 6
+QUERIES_PER_TASK = 2 if PG else 5
 
 
 @pytest.fixture(autouse=True)
@@ -69,10 +69,9 @@ def test_queries_for_a_join_do_not_grow_with_its_parents(sent, width):
     # the last parent claims the join and reads the header results once
     assert counts[-1] == QUERIES_PER_TASK + 1
     assert sent[-1][1] == (list(range(width)),)
-    # the join, the last task: no children; reads the counters, the result, closes the
-    # run (elsewhere than PostgreSQL nothing was released, so nothing claimed is read)
+    # the join, the last task: no children; reads the counters, the result, closes the run
     join = width
-    assert lifecycle_queries(wf, join, 1) == QUERIES_PER_TASK + (3 if PG else 2)
+    assert lifecycle_queries(wf, join, 1) == QUERIES_PER_TASK + 3
     wf.refresh_from_db()
     assert (wf.status, wf.result) == (W.SUCCESS, 1)
 

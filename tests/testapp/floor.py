@@ -1,5 +1,6 @@
-"""The hop's floor (benchmark row ``floor``): a chain run by the smallest engine
-that keeps the tracked hop's promises, written as bare SQL on a table of its own.
+"""The tracked engine's floor (benchmark row ``floor``): a chain or a chord run by
+the smallest engine that keeps the tracked run's promises, written as bare SQL
+on tables of its own, on PostgreSQL or SQLite.
 
 Each hop does what the engine's hop must do and nothing else: the start,
 guarded by the message's claim (so a stale or canceled message runs nothing)
@@ -9,10 +10,13 @@ then, in the task's success signal (after Celery stored the result, as in a
 tracked run), one transaction that stores the result, counts it on the run's
 row, releases the child through the edge table and claims it, sends the
 child's message, and commits durably, as ``fastpath.succeed`` and
-``send.send_in_claim`` do. No ORM, no engine code: what is left over native
-Celery is the database's and the message's price of those promises.
+``send.send_in_claim`` do (on SQLite as separate statements in one
+transaction, as the engine's SQLite path does). No ORM, no engine code: what
+is left over native Celery is the database's and the message's price of
+those promises.
 """
 
+import time
 import uuid
 from typing import Any
 
@@ -20,8 +24,7 @@ from celery import shared_task
 from celery.signals import task_prerun, task_success
 from django.db import connection, transaction
 
-TABLES = """
-DROP TABLE IF EXISTS floor_edge, floor_task, floor_run;
+_PG_TABLES = """
 CREATE TABLE floor_run (id int PRIMARY KEY, finished int NOT NULL DEFAULT 0);
 CREATE TABLE floor_task (
     id uuid PRIMARY KEY, run int NOT NULL REFERENCES floor_run (id), node int NOT NULL,
@@ -35,17 +38,40 @@ CREATE TABLE floor_edge (
     id bigserial PRIMARY KEY, child uuid NOT NULL REFERENCES floor_task (id),
     parent uuid NOT NULL REFERENCES floor_task (id), UNIQUE (child, parent)
 );
-CREATE INDEX floor_edge_parent ON floor_edge (parent);
+CREATE INDEX floor_edge_parent ON floor_edge (parent)
 """
 
-_START = """
+_SQLITE_TABLES = """
+CREATE TABLE floor_run (id integer PRIMARY KEY, finished integer NOT NULL DEFAULT 0);
+CREATE TABLE floor_task (
+    id char(32) PRIMARY KEY, run integer NOT NULL REFERENCES floor_run (id),
+    node integer NOT NULL, status varchar(20) NOT NULL, waiting integer NOT NULL,
+    claim char(32), result text, worker varchar(255) NOT NULL DEFAULT '',
+    attempts integer NOT NULL DEFAULT 0, queued_at datetime, sent_at datetime,
+    started_at datetime, finished_at datetime, UNIQUE (run, node)
+);
+CREATE INDEX floor_task_status ON floor_task (status, run, node);
+CREATE TABLE floor_edge (
+    id integer PRIMARY KEY AUTOINCREMENT, child char(32) NOT NULL REFERENCES floor_task (id),
+    parent char(32) NOT NULL REFERENCES floor_task (id), UNIQUE (child, parent)
+);
+CREATE INDEX floor_edge_parent ON floor_edge (parent)
+"""
+
+_PG_START = """
 WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE floor_task SET status = 'running', started_at = now(), worker = %s,
     attempts = attempts + 1
 WHERE id = %s AND status = 'queued' AND claim = %s AND EXISTS (SELECT 1 FROM no_flush)
 """
 
-_SUCCEED = """
+_SQLITE_START = """
+UPDATE floor_task SET status = 'running', started_at = CURRENT_TIMESTAMP, worker = %s,
+    attempts = attempts + 1
+WHERE id = %s AND status = 'queued' AND claim = %s
+"""
+
+_PG_SUCCEED = """
 WITH done AS (
     UPDATE floor_task SET status = 'success', result = %s::jsonb, finished_at = now()
     WHERE id = %s AND status = 'running' AND claim = %s RETURNING id, run
@@ -65,57 +91,118 @@ WITH done AS (
 SELECT id FROM released WHERE claim = %s::uuid
 """
 
+#: SQLite: the same writes as separate statements in one (IMMEDIATE) transaction.
+_SQLITE_SUCCEED = (
+    "UPDATE floor_task SET status = 'success', result = %s, finished_at = CURRENT_TIMESTAMP "
+    "WHERE id = %s AND status = 'running' AND claim = %s",
+    "UPDATE floor_run SET finished = finished + 1 WHERE id = 1",
+    """UPDATE floor_task SET
+        waiting = waiting - 1,
+        status = CASE WHEN waiting = 1 THEN 'queued' ELSE status END,
+        claim = CASE WHEN waiting = 1 THEN %s ELSE claim END,
+        queued_at = CASE WHEN waiting = 1 THEN CURRENT_TIMESTAMP ELSE queued_at END,
+        sent_at = CASE WHEN waiting = 1 THEN CURRENT_TIMESTAMP ELSE sent_at END
+    WHERE id IN (SELECT child FROM floor_edge WHERE parent = %s)
+    RETURNING id, claim""",
+)
+
+
+def create_tables() -> None:
+    """(Re)create the floor's tables in the default database."""
+    postgres = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        for table in ("floor_edge", "floor_task", "floor_run"):
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in (_PG_TABLES if postgres else _SQLITE_TABLES).split(";"):
+            cursor.execute(statement)
+
+
+def _id(value: uuid.UUID | str) -> str:
+    """A uuid as the floor's tables store it (SQLite: 32 hex digits, as Django does)."""
+    value = uuid.UUID(str(value))
+    return str(value) if connection.vendor == "postgresql" else value.hex
+
 
 @shared_task
 def bench_floor_hop(claim: str) -> int:
-    """A no-op hop of the floor's chain; its claim comes as its argument."""
+    """A no-op task of the floor's canvas; its claim comes as its argument."""
     return 1
 
 
 @task_prerun.connect(sender=bench_floor_hop)
 def _start(task_id: str, task: Any, args: Any, **kwargs: Any) -> None:
+    postgres = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
-        params = [task.request.hostname or "", task_id, args[0]]
-        cursor.execute(_START, params)
-        if cursor.rowcount != 1:  # sent before its claim committed: wait for it, as the engine does
+        params = [task.request.hostname or "", _id(task_id), args[0]]
+        cursor.execute(_PG_START if postgres else _SQLITE_START, params)
+        if cursor.rowcount != 1 and postgres:
+            # sent before its claim committed: wait for it, as the engine does
             cursor.execute("SELECT 1 FROM floor_task WHERE id = %s FOR NO KEY UPDATE", [task_id])
-            cursor.execute(_START, params)
+            cursor.execute(_PG_START, params)
         if cursor.rowcount != 1:
-            raise RuntimeError(f"floor hop {task_id} was not queued under its claim")
+            raise RuntimeError(f"floor task {task_id} was not queued under its claim")
 
 
 @task_success.connect(sender=bench_floor_hop)
 def _succeed(sender: Any, result: Any, **kwargs: Any) -> None:
     request = sender.request
-    claim = str(uuid.uuid4())
+    claim = _id(uuid.uuid4())
+    me, mine = _id(request.id), request.args[0]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_SUCCEED, ["1", request.id, request.args[0], claim, claim])
-        for (child,) in cursor.fetchall():
-            bench_floor_hop.apply_async((claim,), task_id=str(child))
+        if connection.vendor == "postgresql":
+            cursor.execute(_PG_SUCCEED, ["1", me, mine, claim, claim])
+            ready = [child for (child,) in cursor.fetchall()]
+        else:
+            done, counted, released = _SQLITE_SUCCEED
+            cursor.execute(done, ["1", me, mine])
+            if cursor.rowcount != 1:
+                return
+            cursor.execute(counted)
+            cursor.execute(released, [claim, me])
+            ready = [child for child, child_claim in cursor.fetchall() if child_claim == claim]
+        for child in ready:
+            bench_floor_hop.apply_async((claim,), task_id=str(uuid.UUID(str(child))))
 
 
-def lay_chain(hops: int) -> tuple[str, str]:
-    """Rows of a ``hops``-long chain, its first hop queued under a claim: the
-    first hop's id and claim."""
-    ids = [uuid.uuid4() for _ in range(hops)]
-    claim = uuid.uuid4()
+def lay(width: int, depth: int) -> list[tuple[str, str]]:
+    """Rows of a chain (``width`` 1, ``depth`` tasks) or a chord (``width`` header
+    tasks and a body, ``depth`` 2), the first tasks queued under one claim:
+    return those tasks' (id, claim), to send."""
+    claim = _id(uuid.uuid4())
+    if width == 1:
+        ids = [_id(uuid.uuid4()) for _ in range(depth)]
+        tasks = [(ids[0], 0, "queued", 0, claim)]
+        tasks += [(ids[n], n, "pending", 1, None) for n in range(1, depth)]
+        edges = [(ids[n], ids[n - 1]) for n in range(1, depth)]
+        first = ids[:1]
+    else:
+        header, body = [_id(uuid.uuid4()) for _ in range(width)], _id(uuid.uuid4())
+        tasks = [(task, n, "queued", 0, claim) for n, task in enumerate(header)]
+        tasks.append((body, width, "pending", width, None))
+        edges = [(body, task) for task in header]
+        first = header
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("TRUNCATE floor_edge, floor_task, floor_run")
+        for table in ("floor_edge", "floor_task", "floor_run"):
+            cursor.execute(f"DELETE FROM {table}")
         cursor.execute("INSERT INTO floor_run (id) VALUES (1)")
         cursor.executemany(
             "INSERT INTO floor_task (id, run, node, status, waiting, claim) "
             "VALUES (%s, 1, %s, %s, %s, %s)",
-            [(ids[0], 0, "queued", 0, claim)]
-            + [(ids[n], n, "pending", 1, None) for n in range(1, hops)],
+            tasks,
         )
-        cursor.executemany(
-            "INSERT INTO floor_edge (child, parent) VALUES (%s, %s)",
-            [(ids[n], ids[n - 1]) for n in range(1, hops)],
-        )
-    return str(ids[0]), str(claim)
+        cursor.executemany("INSERT INTO floor_edge (child, parent) VALUES (%s, %s)", edges)
+    return [(str(uuid.UUID(task)), claim) for task in first]
 
 
-def finished(hops: int) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT finished FROM floor_run WHERE id = 1")
-        return cursor.fetchone()[0] == hops
+def run(width: int, depth: int) -> None:
+    """Lay and send a floor canvas; return once all its tasks succeeded."""
+    with bench_floor_hop.app.producer_or_acquire() as producer:
+        for task_id, claim in lay(width, depth):
+            bench_floor_hop.apply_async((claim,), task_id=task_id, producer=producer)
+    total = depth if width == 1 else width + 1
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT finished FROM floor_run WHERE id = 1")
+            if cursor.fetchone()[0] == total:
+                return
+        time.sleep(0.01)
