@@ -13,7 +13,9 @@ child's message, and commits durably, as ``fastpath.succeed`` and
 ``send.send_in_claim`` do (on SQLite as separate statements in one
 transaction, as the engine's SQLite path does). No ORM, no engine code: what
 is left over native Celery is the database's and the message's price of
-those promises.
+those promises. Its task table has the task runs' indexes (the lists' of
+issue 18): a status change writes every one of them, for the engine and the
+floor alike.
 """
 
 import time
@@ -31,9 +33,16 @@ CREATE TABLE floor_task (
     status varchar(20) NOT NULL, waiting int NOT NULL, claim uuid, result jsonb,
     worker varchar(255) NOT NULL DEFAULT '', attempts int NOT NULL DEFAULT 0,
     queued_at timestamptz, sent_at timestamptz, started_at timestamptz, finished_at timestamptz,
-    UNIQUE (run, node)
+    task varchar(255) NOT NULL DEFAULT 'bench_floor_hop', is_hook boolean NOT NULL DEFAULT false,
+    mapped_from uuid, UNIQUE (run, node)
 );
 CREATE INDEX floor_task_status ON floor_task (status, run, node);
+CREATE INDEX floor_task_task ON floor_task (task, run, node);
+CREATE INDEX floor_task_prefix ON floor_task (upper(task) text_pattern_ops);
+CREATE INDEX floor_task_items ON floor_task (mapped_from);
+CREATE INDEX floor_task_hooks ON floor_task (run, node) WHERE is_hook;
+CREATE INDEX floor_task_unsent ON floor_task (queued_at)
+    WHERE sent_at IS NULL AND status = 'queued';
 CREATE TABLE floor_edge (
     id bigserial PRIMARY KEY, child uuid NOT NULL REFERENCES floor_task (id),
     parent uuid NOT NULL REFERENCES floor_task (id), UNIQUE (child, parent)
@@ -48,9 +57,17 @@ CREATE TABLE floor_task (
     node integer NOT NULL, status varchar(20) NOT NULL, waiting integer NOT NULL,
     claim char(32), result text, worker varchar(255) NOT NULL DEFAULT '',
     attempts integer NOT NULL DEFAULT 0, queued_at datetime, sent_at datetime,
-    started_at datetime, finished_at datetime, UNIQUE (run, node)
+    started_at datetime, finished_at datetime,
+    task varchar(255) NOT NULL DEFAULT 'bench_floor_hop', is_hook bool NOT NULL DEFAULT 0,
+    mapped_from char(32), UNIQUE (run, node)
 );
 CREATE INDEX floor_task_status ON floor_task (status, run, node);
+CREATE INDEX floor_task_task ON floor_task (task, run, node);
+CREATE INDEX floor_task_prefix ON floor_task (upper(task));
+CREATE INDEX floor_task_items ON floor_task (mapped_from);
+CREATE INDEX floor_task_hooks ON floor_task (run, node) WHERE is_hook;
+CREATE INDEX floor_task_unsent ON floor_task (queued_at)
+    WHERE sent_at IS NULL AND status = 'queued';
 CREATE TABLE floor_edge (
     id integer PRIMARY KEY AUTOINCREMENT, child char(32) NOT NULL REFERENCES floor_task (id),
     parent char(32) NOT NULL REFERENCES floor_task (id), UNIQUE (child, parent)
