@@ -3,10 +3,11 @@
 It builds the history with set-based SQL (``generate_series``), not the ORM row by
 row: ``DW_HISTORY_RUNS`` finished runs (default 1,000,000) over the last year, 20
 names, 5 task runs each in a chain (4 edges), 90 % succeeded, 7 % failed, 3 %
-canceled. Then it times the server side of every list, filter and search of the
-admin and the API through Django's test client (median of ``reps``, at least 3,
-after a warm-up), and ``manage.py workflows prune --older-than 300`` last, in a
-transaction rolled back after it is timed (its foreign keys checked as a commit would).
+canceled, their ids time-ordered as the app makes them (:mod:`django_workflows.ids`).
+Then it times the server side of every list, filter and search of the admin and the
+API through Django's test client (median of ``reps``, at least 3, after a warm-up),
+and ``manage.py workflows prune --older-than 300`` last, in a transaction rolled back
+after it is timed (any foreign keys checked as a commit would).
 
 ``DW_BENCH_REUSE_DB=1`` keeps the database of the last run and its history (migrated
 to the code's migrations): before/after on the same rows, without building them again.
@@ -29,11 +30,26 @@ from django_workflows.models import TaskRun, Workflow
 NAMES = 20
 TASKS = 5  # per run, a chain
 
+
+def _ordered_id(key: str, seconds_ago: str) -> str:
+    """SQL for the version 7 UUID the app would have given a row made ``seconds_ago``
+    (:mod:`django_workflows.ids`): its milliseconds first, then md5(``key``)'s digits."""
+    stamp = f"lpad(to_hex((extract(epoch from now() - make_interval(secs => {seconds_ago}))"
+    stamp += " * 1000)::bigint), 12, '0')"
+    digest = f"md5({key})"
+    return f"({stamp} || '7' || substr({digest}, 14, 3) || 'a' || substr({digest}, 18, 15))::uuid"
+
+
+_AGE = "i * 31536000.0 / %(runs)s"
+RUN_ID = _ordered_id("'run' || i", _AGE)
+TASK_ID = _ordered_id("'task' || i || '.' || n", f"{_AGE} - n")
+PARENT_ID = _ordered_id("'task' || i || '.' || (n - 1)", f"{_AGE} - (n - 1)")
+
 RUNS_SQL = """
 INSERT INTO {workflow} (id, name, payload, status, result, result_ref, error,
     idempotency_key, created, started, finished, tasks_total, tasks_finished,
     tasks_succeeded, tasks_failed)
-SELECT md5('run' || i)::uuid, (%(names)s::text[])[1 + i %% %(n_names)s], '{{}}',
+SELECT {run_id}, (%(names)s::text[])[1 + i %% %(n_names)s], '{{}}',
     CASE WHEN i %% 100 < 90 THEN 'success' WHEN i %% 100 < 97 THEN 'failure'
          ELSE 'canceled' END,
     NULL, NULL, '', '',
@@ -53,7 +69,7 @@ INSERT INTO {taskrun} (id, workflow_id, node, task, args, kwargs, options, immut
     input, waiting, status, exception_type, exception_message, traceback, attempts,
     retries, marked_success, revoked, is_hook, is_map, worker, queued_at, started_at,
     finished_at)
-SELECT md5('task' || i || '.' || n)::uuid, md5('run' || i)::uuid, n,
+SELECT {task_id}, {run_id}, n,
     'bench.step' || n || '_' || (i %% %(n_names)s), '[]', '{{}}', '{{}}', false,
     CASE WHEN n = 0 THEN NULL ELSE to_jsonb(n - 1) END, 0,
     CASE WHEN i %% 100 < 90 OR n < 2 THEN 'success'
@@ -68,7 +84,7 @@ FROM generate_series(0, %(runs)s - 1) AS i, generate_series(0, %(tasks)s - 1) AS
 
 EDGES_SQL = """
 INSERT INTO {edges} (from_taskrun_id, to_taskrun_id)
-SELECT md5('task' || i || '.' || n)::uuid, md5('task' || i || '.' || (n - 1))::uuid
+SELECT {task_id}, {parent_id}
 FROM generate_series(0, %(runs)s - 1) AS i, generate_series(1, %(tasks)s - 1) AS n
 """
 
@@ -86,7 +102,8 @@ def build(runs: int) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO off")
         for sql in (RUNS_SQL, TASK_RUNS_SQL, EDGES_SQL):
-            cursor.execute(sql.format(**tables), params)
+            ids = {"run_id": RUN_ID, "task_id": TASK_ID, "parent_id": PARENT_ID}
+            cursor.execute(sql.format(**tables, **ids), params)
     analyze()
     return names
 

@@ -1,7 +1,6 @@
 """A workflow run and the task runs of its DAG, kept from Celery's signals."""
 
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -10,6 +9,7 @@ from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 from .codec import CeleryJSONDecoder, CeleryJSONEncoder
+from .ids import uuid7
 
 
 class PrefixIndex(models.Index):
@@ -74,7 +74,7 @@ def _celery_json(**kwargs: Any) -> models.JSONField:
 class Workflow(models.Model):
     """One run of a workflow definition (or of an ad-hoc canvas)."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     name = models.CharField(_("name"), max_length=200)
     payload = _celery_json(verbose_name=_("payload"), default=dict, blank=True)
     status = models.CharField(
@@ -210,7 +210,7 @@ class Workflow(models.Model):
 class TaskRun(models.Model):
     """One node of a workflow's DAG. Its primary key is the Celery task id."""
 
-    id = models.UUIDField(_("task id"), primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(_("task id"), primary_key=True, default=uuid7, editable=False)
     workflow = models.ForeignKey(
         Workflow,
         verbose_name=_("workflow"),

@@ -4,6 +4,7 @@ here, what the pages and the pass do, and the SQL they send where it is determin
 """
 
 import logging
+import time
 from datetime import timedelta
 
 import pytest
@@ -256,3 +257,21 @@ def test_a_delete_in_batches_reports_every_batch_and_keeps_what_is_alive():
     assert TaskAttempt.objects.count() == 2
     assert ScheduleFire.objects.filter(pk__in=[f.pk for f in fires], workflow=None).count() == 9
     assert dangling() == {}
+
+
+def test_ids_are_time_ordered_so_a_runs_rows_lie_together(monkeypatch):
+    """Runs and task runs get version 7 UUIDs: a later run's ids sort after an
+    earlier run's, so the oldest runs (retention's) are together in each index."""
+    from celery import chain
+
+    from django_workflows import launch_canvas
+    from tests.helpers import record_sends
+    from tests.testapp.tasks import add
+
+    record_sends(monkeypatch)
+    first = launch_canvas(chain(add.s(1, 1), add.s(1), add.s(1)))
+    time.sleep(0.002)  # the ids' time is in milliseconds
+    second = launch_canvas(chain(add.s(1, 1), add.s(1)))
+    ids = [[run.pk, *run.task_runs.values_list("pk", flat=True)] for run in (first, second)]
+    assert {pk.version for pks in ids for pk in pks} == {7}
+    assert max(ids[0]) < min(ids[1])

@@ -6,7 +6,6 @@ mapping between :class:`~django_workflows.canvas.Node` and :class:`TaskRun`
 in both directions.
 """
 
-import os
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -18,6 +17,7 @@ from django.utils import timezone
 from ..canvas import Node
 from ..conf import get_setting
 from ..exceptions import NodeLimitExceeded
+from ..ids import packed
 from ..models import Edge, TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from . import rows
@@ -41,15 +41,15 @@ _RUN_COLUMNS = (
 
 
 class NodeIds:
-    """The task run ids of ``count`` new nodes: random (version 4) UUIDs,
+    """The task run ids of ``count`` new nodes: time-ordered UUIDs (:mod:`..ids`),
     kept as 16 bytes each rather than as objects, so a DAG's edges can name
     both ends without holding every row."""
 
     def __init__(self, count: int) -> None:
-        self._bytes = os.urandom(16 * count)
+        self._bytes = packed(count)
 
     def __getitem__(self, node: int) -> uuid.UUID:
-        return uuid.UUID(bytes=self._bytes[16 * node : 16 * node + 16], version=4)
+        return uuid.UUID(bytes=self._bytes[16 * node : 16 * node + 16])
 
 
 def save_runs(

@@ -25,6 +25,7 @@ from ..exceptions import (
     NativeCeleryWarning,
     NodeLimitExceeded,
 )
+from ..ids import uuid7
 from ..models import TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
@@ -63,7 +64,7 @@ def launch(
         return existing
     check_payload(name, payload)
     definition.validate(payload)
-    workflow_id = uuid.uuid4()  # director-style tasks are given it as an argument
+    workflow_id = uuid7()  # director-style tasks are given it as an argument
     graph = compile_canvas(definition.build(payload, workflow_id))
     return create(
         graph,
