@@ -37,8 +37,9 @@ from .lists import (
     run_search,
     task_run_search,
 )
-from .models import ScheduleFire, TaskRun, Workflow, WorkflowSchedule
+from .models import FINISHED_WORKFLOW, ScheduleFire, TaskRun, Workflow, WorkflowSchedule
 from .policy import check_launch, may_launch
+from .retention import delete_finished
 
 
 class DisplayJSONEncoder(DjangoJSONEncoder):
@@ -181,6 +182,41 @@ class WorkflowAdmin(FastListMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs are launched (see the launch page), never typed in
+
+    # -- deleting: finished runs only, as retention does ----------------------------
+
+    def has_delete_permission(self, request: HttpRequest, obj: Workflow | None = None) -> bool:
+        """A run that has not finished has no delete button: cancel it first."""
+        if obj is not None and obj.status not in FINISHED_WORKFLOW:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        """What the confirmation page lists: the runs, with their task runs
+        counted (never collected one by one: a run may hold 100,000), and any
+        run not finished as protected, which Django's delete then refuses."""
+        runs = list(objs)
+        # a run's task runs go with it: deleting runs needs delete_workflow alone
+        perms_needed = set() if self.has_delete_permission(request) else {_t("run")}
+        protected = [
+            _t("%(run)s (%(status)s: cancel it first)")
+            % {"run": run, "status": run.get_status_display()}
+            for run in runs
+            if run.status not in FINISHED_WORKFLOW
+        ]
+        model_count = {
+            Workflow._meta.verbose_name_plural: len(runs),
+            TaskRun._meta.verbose_name_plural: sum(run.tasks_total for run in runs),
+        }
+        return [str(run) for run in runs], model_count, perms_needed, protected
+
+    def delete_model(self, request: HttpRequest, obj: Workflow) -> None:
+        delete_finished([obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Set-based (one statement per table, :mod:`..retention`), and only what has
+        finished by the time of the delete."""
+        delete_finished(list(queryset.values_list("pk", flat=True)))
 
     # -- columns --------------------------------------------------------------------
 
@@ -605,6 +641,11 @@ class TaskRunAdmin(FastListMixin, admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        """A task run goes with its run: deleted alone, it would leave its run's
+        DAG without a node (the run's delete permission deletes the whole run)."""
         return False
 
     @admin.display(description=_("workflow run"), ordering="workflow")

@@ -343,6 +343,7 @@ class Edge(models.Model):
     class Meta:
         db_table = "django_workflows_taskrun_parents"
         unique_together = [("from_taskrun", "to_taskrun")]
+        default_permissions = ()  # a run's part, as Django's own through table was
 
     def __str__(self) -> str:
         return f"{self.from_taskrun_id} after {self.to_taskrun_id}"

@@ -10,9 +10,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from django_workflows import engine, launch_canvas
+from django_workflows.models import TaskRun, Workflow
 from django_workflows.models import TaskRunStatus as T
-from django_workflows.models import Workflow
 from django_workflows.models import WorkflowStatus as W
+from tests.helpers import dangling
 from tests.testapp.tasks import add, fail
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sent")]
@@ -209,6 +210,35 @@ def test_task_runs_are_read_only_and_link_to_their_run(operator, admin_client):
     content = page.content.decode()
     assert f"{ADMIN}{wf.pk}/change/" in content and content.count("tests.testapp.tasks.fail") >= 1
     assert admin_client.get("/admin/django_workflows/taskrun/add/").status_code == 403
+    # a task run goes with its run: never deleted alone, even by a superuser
+    task = wf.task_runs.get(node=1)
+    assert admin_client.get(f"/admin/django_workflows/taskrun/{task.pk}/delete/").status_code == 403
+    listing = admin_client.get("/admin/django_workflows/taskrun/").content.decode()
+    assert "delete_selected" not in listing
+
+
+def test_deleting_runs_deletes_finished_ones_whole_and_refuses_the_others(client):
+    client.force_login(user("deleter", "view_workflow", "delete_workflow"))
+    finished, running = failed_run(), launch_canvas(chain(add.s(1, 1), add.s(2)))
+    ids = [str(finished.pk), str(running.pk)]
+    # a run not finished is protected: Django's delete refuses the selection
+    page = client.post(ADMIN, {"action": "delete_selected", "_selected_action": ids})
+    content = page.content.decode()
+    assert page.status_code == 200 and "Cannot delete" in content and "cancel it first" in content
+    client.post(ADMIN, {"action": "delete_selected", "_selected_action": ids, "post": "yes"})
+    assert Workflow.objects.count() == 2
+    assert client.get(f"{ADMIN}{running.pk}/delete/").status_code == 403
+    # a finished run: its task runs are counted (never listed), then deleted with it
+    page = client.post(ADMIN, {"action": "delete_selected", "_selected_action": ids[:1]})
+    content = page.content.decode()
+    assert "Task runs: 3" in content and "tests.testapp.tasks.fail" not in content
+    page = client.post(
+        ADMIN, {"action": "delete_selected", "_selected_action": ids[:1], "post": "yes"}
+    )
+    assert page.status_code == 302
+    assert list(Workflow.objects.all()) == [running]
+    assert not TaskRun.objects.filter(workflow_id=finished.pk).exists()
+    assert dangling() == {}
 
 
 # -- bad input: 404s and form errors, never a 500 ---------------------------------------------
