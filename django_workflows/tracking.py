@@ -170,7 +170,9 @@ def on_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
     reason = "expired" if kwargs.get("expired") else "revoked"
     if kwargs.get("terminated"):
         reason = "terminated"
-    report(engine.task_failed, request.id, TaskRevokedError(f"The task was {reason}."))
+    # Of the attempt revoked: a resume may have sent a newer one since (cancel with terminate).
+    attempt = _header(request, ATTEMPT_HEADER)
+    report(engine.task_failed, request.id, TaskRevokedError(f"The task was {reason}."), "", attempt)
 
 
 def on_unknown(

@@ -6,10 +6,13 @@ message reached the broker is never sent again, however long it waits. Each
 dispatch carries an attempt, and a report of an older one changes nothing.
 """
 
+from types import SimpleNamespace
+
 import pytest
 
-from django_workflows import engine, launch_canvas
+from django_workflows import engine, launch_canvas, tracking
 from django_workflows.engine import recover, send
+from django_workflows.headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
 from tests.helpers import node, until, worker_idle
@@ -97,8 +100,11 @@ def test_a_stale_attempt_never_moves_a_newer_one(sent):
     new = node(wf, 0).claim
     assert new != old and node(wf, 0).status == T.QUEUED
 
-    # The old attempt fails, or its message is delivered again: nothing moves.
+    # The old attempt fails, is reported revoked (terminated late), or its message is
+    # delivered again: nothing moves.
     engine.task_failed(str(root.pk), ValueError("late"), attempt=old)
+    headers = {RUN_HEADER: str(wf.pk), NODE_HEADER: 0, ATTEMPT_HEADER: str(old)}
+    tracking.on_revoked(request=SimpleNamespace(id=str(root.pk), **headers), terminated=True)
     assert not engine.task_started(str(root.pk), str(wf.pk), "w", attempt=old)
     engine.task_succeeded(str(root.pk), str(wf.pk), 0, 99, attempt=old)
     assert node(wf, 0).status == T.QUEUED
