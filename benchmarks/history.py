@@ -23,6 +23,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 
 from django_workflows.definitions import registry
 from django_workflows.models import TaskRun, Workflow
@@ -33,8 +34,9 @@ TASKS = 5  # per run, a chain
 
 def _ordered_id(key: str, seconds_ago: str) -> str:
     """SQL for the version 7 UUID the app would have given a row made ``seconds_ago``
-    (:mod:`django_workflows.ids`): its milliseconds first, then md5(``key``)'s digits."""
-    stamp = f"lpad(to_hex((extract(epoch from now() - make_interval(secs => {seconds_ago}))"
+    before ``%(now)s`` (:mod:`django_workflows.ids`): its milliseconds first, then
+    md5(``key``)'s digits."""
+    stamp = f"lpad(to_hex((extract(epoch from %(now)s - make_interval(secs => {seconds_ago}))"
     stamp += " * 1000)::bigint), 12, '0')"
     digest = f"md5({key})"
     return f"({stamp} || '7' || substr({digest}, 14, 3) || 'a' || substr({digest}, 18, 15))::uuid"
@@ -98,7 +100,14 @@ def build(runs: int) -> list[str]:
         "taskrun": TaskRun._meta.db_table,
         "edges": TaskRun.parents.through._meta.db_table,
     }
-    params = {"names": names, "n_names": len(names), "runs": runs, "tasks": TASKS}
+    # one "now" for every statement: each row's id is computed from it in each table
+    params = {
+        "names": names,
+        "n_names": len(names),
+        "runs": runs,
+        "tasks": TASKS,
+        "now": timezone.now(),
+    }
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO off")
         for sql in (RUNS_SQL, TASK_RUNS_SQL, EDGES_SQL):
