@@ -7,10 +7,15 @@ The ``Task.replace`` cases and the first errback cases are in
 ``tests/test_celery_canvas.py``. Not ported, and why, is listed at the end.
 """
 
+import contextlib
+import tempfile
+import time
+
 import pytest
 from celery import chain, chord, group
 
 from tests.celery_suite import Case, check
+from tests.helpers import until
 from tests.testapp import tasks
 from tests.testapp.tasks import (
     add3,
@@ -37,6 +42,7 @@ from tests.testapp.tasks import (
     return_exception,
     return_priority,
     tsum,
+    write_to_file_and_return_int,
     xsum,
 )
 
@@ -311,7 +317,28 @@ GROUP = [
 
 
 def _generator_header(size):
-    return chord((identity.si(i) for i in range(size)), tsum.s())
+    """Celery's ``test_generator``: a header that probes it is read as the
+    chord is sent (#3021): before the generator gives its last task, the first
+    must have run. Celery's second between items is kept; the probe then
+    waits for the first task's line rather than trusting that second."""
+    with tempfile.NamedTemporaryFile(mode="w", delete=False, prefix="dw-generator-") as tmp_file:
+        file_name = tmp_file.name
+
+    def first_line():
+        with open(file_name) as file_handle:
+            return file_handle.readline()
+
+    def assert_generator():
+        for i in range(size):
+            time.sleep(1)
+            if i == size - 1:
+                with contextlib.suppress(TimeoutError):
+                    until(lambda: first_line() == "0\n", what="the first header task")
+                # ensures chord header generators tasks are processed incrementally #3021
+                assert first_line() == "0\n", "Chord header was unrolled too early"
+            yield write_to_file_and_return_int.s(file_name, i)
+
+    return chord(assert_generator(), tsum.s())
 
 
 def _chord_from(where, member, errback=None):
@@ -407,8 +434,8 @@ CHORD = [
                        body=print_unicode.s("This should not be called")
                        .on_error(errback_old_style.s())),
          FAILED, errbacks=(errback_old_style, 1)),
-    *(Case(f"test_generator (size {size}, without the laziness probe)",
-           lambda size=size: _generator_header(size), ("ok", size * (size - 1) // 2))
+    *(Case(f"test_generator (size {size})", lambda size=size: _generator_header(size),
+           ("ok", size * (size - 1) // 2), needs_redis=True)
       for size in range(3, 10)),
     Case("test_parallel_chords",
          lambda: group(chord(group(add3.s(1, 2), add3.s(3, 4)), tsum.s()),
