@@ -188,24 +188,25 @@ def _start(
     try:
         for roots in _roots(workflow.pk, claim):
             progress.dispatch(roots, {})
+        for header in headers:
+            read_header(workflow.pk, header)
     except BrokerUnavailable as exc:
-        for header in headers:  # not read: their chords fail with the roots
-            _fail_held(workflow.pk, header, exc.__cause__)
-        # The caller is told now: the roots the broker did not take fail (rather
-        # than wait for the recovery pass), and the run with them.
+        # The caller is told now: what the broker did not take (roots, members
+        # of a header read as a generator) fails (rather than wait for the
+        # recovery pass), and the run with it.
         unsent = TaskRun.objects.filter(
-            workflow_id=workflow.pk, claim=claim, status=T.QUEUED, sent_at=None
+            workflow_id=workflow.pk, status=T.QUEUED, sent_at=None
         ).values_list("pk", flat=True)
         for pk in unsent:
             progress.task_failed(str(pk), exc.__cause__)
+        for header in headers:  # not read to the end: their chords fail too
+            _fail_held(workflow.pk, header, exc.__cause__)
         message = f"The broker could not be reached to send the first tasks: {exc.__cause__}"
         Workflow.objects.filter(pk=workflow.pk).update(error=message)
         workflow.refresh_from_db()
         error = BrokerUnavailable(message)
         error.workflow = workflow
         raise error from exc.__cause__
-    for header in headers:
-        read_header(workflow.pk, header)
     if headers:
         workflow.refresh_from_db()
 
@@ -219,7 +220,8 @@ def read_header(workflow_id: Any, header: LazyHeader) -> None:
     Reading stops when the body no longer waits (a member failed, the run
     was canceled). A generator that raises, or gives what the engine cannot
     run, fails the body with that error (natively ``apply_async`` raises it
-    and the chord never completes).
+    and the chord never completes). :class:`BrokerUnavailable` is raised,
+    for the launch to fail what was not sent, as it does for its roots.
     """
     chord = {CHORD: header.entries, CHORD_BODIES: header.errback_bodies}
     try:
@@ -234,10 +236,9 @@ def read_header(workflow_id: Any, header: LazyHeader) -> None:
                 return  # the chord failed, or the run was canceled
             first = [run for run in runs if not run.waiting]
             progress.changed(workflow_id, [run.pk for run in first], T.QUEUED)
-            try:
-                progress.dispatch(first, {})
-            except BrokerUnavailable:
-                logger.exception("Could not send a chord member of workflow %s", workflow_id)
+            progress.dispatch(first, {})
+    except BrokerUnavailable:
+        raise  # the launch fails what the broker did not take
     except Exception as exc:
         logger.exception("Reading a chord's header of workflow %s failed", workflow_id)
         _fail_held(workflow_id, header, exc)
