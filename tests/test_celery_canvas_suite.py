@@ -10,9 +10,11 @@ The ``Task.replace`` cases and the first errback cases are in
 import contextlib
 import tempfile
 import time
+from unittest import mock
 
 import pytest
 from celery import chain, chord, group
+from celery.backends.base import BaseKeyValueStoreBackend
 
 from tests.celery_suite import Case, check
 from tests.helpers import until
@@ -409,9 +411,26 @@ def _fails(members):
 
 ALLOW_HEADER_ERRBACKS = {"task_allow_error_cb_on_chord_header": True}
 
+
+def _a_delay_in_group_save():
+    """Celery's monkeypatch: a key-value result backend saves a chord's group a
+    second late (on Redis, which keeps chords its own way, as on the django-db
+    backend and in the tracked run, nothing calls it)."""
+    original = BaseKeyValueStoreBackend._apply_chord_incr
+
+    def apply_chord_incr_with_sleep(self, *args, **kwargs):
+        time.sleep(1)
+        original(self, *args, **kwargs)
+
+    return mock.patch.object(
+        BaseKeyValueStoreBackend, "_apply_chord_incr", apply_chord_incr_with_sleep
+    )
+
+
 CHORD = [
-    Case("test_simple_chord_with_a_delay_in_group_save (without the delay)",
-         lambda: chord(header=[add3.si(1, 1), add3.si(1, 1)], body=tsum.s()), ("ok", 4)),
+    Case("test_simple_chord_with_a_delay_in_group_save",
+         lambda: chord(header=[add3.si(1, 1), add3.si(1, 1)], body=tsum.s()), ("ok", 4),
+         patch=_a_delay_in_group_save),
     Case("test_chord_order", lambda: chord((identity.si(i) for i in range(10)), identity.s()),
          ("ok", list(range(10)))),
     Case("test_add_to_chord", lambda: group([add_to_all_to_chord.s([1, 2, 3], 4)]) | identity.s(),
