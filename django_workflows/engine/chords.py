@@ -4,7 +4,11 @@ its header fails.
 Natively a header task adds a member to its chord with ``add_to_chord``
 (the Redis backend grows the chord's counter). In a run the new member's
 canvas is compiled and joins the run like a replacement does (:mod:`.replace`):
-the chord's body waits for it too and gets its result after the others'.
+the chord's body, named by the calling task (``CHORD``), waits for it too
+and gets its result after the others' (:func:`join`). With ``lazy=True`` its
+first tasks stay claimed and unsent, for the caller to send. The members of a
+chord header given as a generator join the same way as the launch reads them
+(:func:`~django_workflows.engine.launch.read_header`).
 
 When a header task fails, Celery calls the errbacks of the chord's body
 (``chord_error_from_stack``) once, with the body's id and a ``ChordError``.
