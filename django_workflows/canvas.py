@@ -129,8 +129,8 @@ class LazyHeader:
     """
 
     tasks: Iterable
-    #: The chord's partial args, given to each member.
-    args: tuple
+    #: Each member as the chord gives it (its partial args and options).
+    member: "_Member"
     #: The body's first nodes.
     entries: list[int]
     #: What each member's nodes' :data:`CHORD_BODIES` option is (``[]``: none).
@@ -219,15 +219,16 @@ class _Compiler:
                 return self._lazy_chord(sig)
             self._check_header(sig)
             start = len(self.nodes)
-            header = _header(sig)
-            if sig.args:  # a chord's partial args are each header task's
-                header = [
-                    maybe_signature(m, app=self.app).clone(args=tuple(sig.args)) for m in header
-                ]
+            member = _Member(sig.args, _header_options(sig), self.app)
+            header = [member.of(m) for m in _header(sig)]
             header_ref, header_ends = self._group(header, parents, input)
-            return self._body(sig.body, start, header_ends, header_ref)
+            body = _given(sig.body, _body_options(_own_options(sig)), self.app)
+            return self._body(body, start, header_ends, header_ref)
         if isinstance(sig, group):
-            return self._group(sig.tasks, parents, input)
+            tasks = sig.tasks
+            if own := _own_options(sig):  # Celery gives them to each member's apply_async
+                tasks = [_given(m, own, self.app) for m in tasks]
+            return self._group(tasks, parents, input)
         return self._task(sig, parents, input)
 
     def _check_header(self, sig: _chord) -> None:
@@ -281,16 +282,17 @@ class _Compiler:
         """A chord sent at launch whose header is a generator: its body now,
         held; its header members as the launch reads them (:class:`LazyHeader`)."""
         at = len(self.nodes)
-        ref, ends = self.add(sig.body, (), [])
+        body = _given(sig.body, _body_options(_own_options(sig)), self.app)
+        ref, ends = self.add(body, (), [])
         entries = [node.index for node in self.nodes[at:] if not node.parents]
         for index in entries:
             self.nodes[index].held = True
         self.lazy_headers.append(
             LazyHeader(
                 tasks=sig.tasks,
-                args=tuple(sig.args),
+                member=_Member(sig.args, _header_options(sig), self.app),
                 entries=entries,
-                errback_bodies=self._errback_bodies(sig.body, at, ()),
+                errback_bodies=self._errback_bodies(body, at, ()),
             )
         )
         return ref, ends
@@ -309,6 +311,10 @@ class _Compiler:
         ]  # fmt: skip
         if sig.args:  # a chain's partial args are its first step's, as Celery gives them
             steps[0] = _with_args(steps[0], sig.args)
+        if own := _own_options(sig):  # Celery gives them to its first step's apply_async
+            if isinstance(steps[0], group) and len(steps) > 1:  # upgraded: a chord's body too
+                steps[1] = _given(steps[1], _body_options(own), self.app)
+            steps[0] = _given(steps[0], own, self.app)
         callbacks = maybe_list(sig.options.get("link")) or []
         if callbacks:  # a chain's callbacks are its last step's, as Celery links them
             steps[-1] = steps[-1].clone()
@@ -395,6 +401,54 @@ def _with_args(sig: Signature, args: Any) -> Signature:
         sig.args = (*args, *sig.args)
         return sig
     return sig.clone(args=tuple(args))
+
+
+def _own_options(sig: Signature) -> dict:
+    """A canvas's own options (``chain(...).set(queue=...)``), which Celery
+    gives the tasks it sends: not its wiring, nor its callbacks (compiled apart)."""
+    return {
+        k: v
+        for k, v in sig.options.items()
+        if k not in _WIRING_OPTIONS and k not in ("link", "link_error")
+    }
+
+
+def _body_options(options: dict) -> dict:
+    """What of a chord's options its body gets: Celery delays only the header."""
+    return {k: v for k, v in options.items() if k not in ("countdown", "eta")}
+
+
+def _header_options(sig: _chord) -> dict:
+    """What each header task of a chord gets: the header group's own options,
+    then the chord's."""
+    header = sig.tasks
+    own = _own_options(header) if isinstance(header, group) else {}
+    return {**own, **_own_options(sig)}
+
+
+def _given(sig: Any, options: dict, app: Any) -> Any:
+    """``sig`` with a canvas's ``options`` over its own, as Celery's
+    ``apply_async(**options)`` merges them."""
+    if not options:
+        return sig
+    sig = maybe_signature(sig, app=app).clone()
+    sig.options.update(options)
+    return sig
+
+
+@dataclass
+class _Member:
+    """How a chord gives its header members its partial args and options."""
+
+    args: tuple
+    options: dict
+    app: Any
+
+    def of(self, sig: Any) -> Any:
+        sig = maybe_signature(sig, app=self.app)
+        if self.args:  # a chord's partial args are each header task's
+            sig = sig.clone(args=tuple(self.args))
+        return _given(sig, self.options, self.app)
 
 
 def _header(sig: _chord) -> Any:

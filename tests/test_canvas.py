@@ -3,7 +3,13 @@
 import pytest
 from celery import chain, chord, group
 
-from django_workflows.canvas import CHORD, CHORD_BODIES, compile_canvas, resolve
+from django_workflows.canvas import (
+    CHORD,
+    CHORD_BODIES,
+    compile_canvas,
+    public_options,
+    resolve,
+)
 from django_workflows.exceptions import CanvasError
 from tests.testapp.tasks import add, collect, tsum
 
@@ -154,7 +160,7 @@ def test_a_chord_sent_at_launch_keeps_its_generator_header_unread():
         (add.name, False, None, []),
     ]
     (lazy,) = graph.lazy_headers
-    assert (lazy.entries, lazy.args, lazy.errback_bodies) == ([0], (), [])
+    assert (lazy.entries, lazy.member.args, lazy.errback_bodies) == ([0], (), [])
     assert graph.result == [1, 2]
 
 
@@ -163,6 +169,20 @@ def test_a_generator_header_after_a_task_is_read_at_compile_time():
     graph = compile_canvas(chain(add.si(1, 1), chord(header, tsum.s())), lazy=True)
 
     assert graph.lazy_headers == [] and len(graph.nodes) == 4
+
+
+def test_a_canvas_gives_its_own_options_to_its_tasks_as_celery_sends_them():
+    steps = chain(group(add.s(1, 1), add.s(2, 2).set(queue="mine")), tsum.s(), add.s(3))
+    nodes = compile_canvas(steps.set(queue="q", eta="soon")).nodes
+    options = [public_options(n.options) for n in nodes]
+    # the first step (a chord: its header all, its body but the delay), not the steps after
+    assert options[:3] == [{"queue": "q", "eta": "soon"}] * 2 + [{"queue": "q"}]
+    assert options[3] == {}
+    grouped = compile_canvas(group(add.s(1, 1), add.s(2, 2).set(priority=1)).set(priority=5))
+    assert [public_options(n.options) for n in grouped.nodes] == [{"priority": 5}] * 2
+    chorded = compile_canvas(chord([add.s(1, 1)], tsum.s()).set(countdown=3, queue="q"))
+    assert [n.options.get("countdown") for n in chorded.nodes] == [3, None]
+    assert [n.options["queue"] for n in chorded.nodes] == ["q", "q"]
 
 
 def test_not_a_canvas_is_refused():

@@ -10,6 +10,7 @@ The ``Task.replace`` cases and the first errback cases are in
 import contextlib
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
@@ -112,8 +113,9 @@ CHAIN = [
                         delayed_sum_with_soft_guard.s([100], pause_time=2).set(soft_time_limit=1)],
                        delayed_sum.s(pause_time=0)),
          ("ok", 3)),
-    Case("test_chain_error_handler_with_eta (without the eta)",
-         lambda: chain(group(add3.s(1, 2), add3.s(3, 4)), tsum.s()).on_error(print_unicode.s()),
+    Case("test_chain_error_handler_with_eta",  # .set(eta=): what apply_async(eta=) merges
+         lambda: chain(group(add3.s(1, 2), add3.s(3, 4)), tsum.s()).on_error(print_unicode.s())
+         .set(eta=datetime.now(UTC) + timedelta(seconds=10)),
          ("ok", 10)),
     Case("test_groupresult_serialization", lambda: build_chain_inside_task.s(),
          ("ok", lambda r: len(r) == 2 and isinstance(r[0][1], list))),

@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from traceback import format_exception
 from typing import Any
 
-from celery import current_app
-from celery.canvas import maybe_signature
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
@@ -226,10 +224,7 @@ def read_header(workflow_id: Any, header: LazyHeader) -> None:
     chord = {CHORD: header.entries, CHORD_BODIES: header.errback_bodies}
     try:
         for member in header.tasks:
-            member = maybe_signature(member, app=current_app)
-            if header.args:  # the chord's partial args, as compile_canvas gives them
-                member = member.clone(args=header.args)
-            graph = compile_canvas(member)
+            graph = compile_canvas(header.member.of(member))
             with transaction.atomic():
                 runs = chords.join(workflow_id, graph, chord, beside=None)
             if runs is None:
