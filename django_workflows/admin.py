@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_field
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
@@ -25,6 +26,7 @@ from django.utils.translation import gettext as _t
 from django.utils.translation import gettext_lazy as _
 
 from . import summary
+from .canvas import public_options
 from .dag import FOLD_OVER, dag_data, find, group_members
 from .definitions import registry
 from .details import task_details
@@ -634,14 +636,22 @@ class TaskRunAdmin(FastListMixin, admin.ModelAdmin):
     free_text_fields = ("=id", "task", "=workflow__id", "exception_message")
     search_on_indexes = staticmethod(task_run_search)
     list_select_related = ("workflow",)
-    readonly_fields = [f.name for f in TaskRun._meta.fields]
-    exclude = ["parents"]
+    # The options as Celery is given them: the engine's own notes left out.
+    readonly_fields = [
+        "celery_options" if f.name == "options" else f.name for f in TaskRun._meta.fields
+    ]
+    exclude = ["parents", "options"]
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description=_("options"))
+    def celery_options(self, obj: TaskRun) -> str:
+        field = TaskRun._meta.get_field("options")
+        return display_for_field(public_options(obj.options), field, self.get_empty_value_display())
 
     def has_delete_permission(self, request, obj=None) -> bool:
         """A task run goes with its run: deleted alone, it would leave its run's

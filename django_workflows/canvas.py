@@ -9,6 +9,7 @@ canvas's own result is described the same way, so the tracked run returns
 what ``AsyncResult.get()`` of the native canvas would.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from celery.canvas import (
     maybe_signature,
     maybe_unroll_group,
 )
+from celery.utils.functional import _regen
 from kombu.utils.functional import maybe_list
 
 from .exceptions import CanvasError
@@ -52,9 +54,26 @@ _WIRING_OPTIONS = frozenset(
 
 FOREACH_TASK = "django_workflows.foreach"
 
-#: Node option (never sent): the chord bodies whose header this node is in and
-#: whose errbacks Celery calls when the header fails (``chord_error_from_stack``).
-CHORD_BODIES = "django_workflows_chord_bodies"
+#: Node options of the engine's own (never sent, never shown) start with this.
+ENGINE_OPTION = "django_workflows_"
+
+#: Node option: the chord bodies whose header this node is in and whose
+#: errbacks Celery calls when the header fails (``chord_error_from_stack``).
+CHORD_BODIES = f"{ENGINE_OPTION}chord_bodies"
+
+#: Node option: the first nodes of the body of the chord this node is a header
+#: task of (a last task of a header member, Celery's ``request.chord``):
+#: ``add_to_chord`` makes them wait for the new member too.
+CHORD = f"{ENGINE_OPTION}chord"
+
+#: Engine options holding node indexes (moved with the node when a canvas
+#: compiled at run time joins a run).
+NODE_OPTIONS = (CHORD, CHORD_BODIES)
+
+
+def public_options(options: dict) -> dict:
+    """A node's options without the engine's own: what Celery is given, and people see."""
+    return {k: v for k, v in options.items() if not k.startswith(ENGINE_OPTION)}
 
 
 @Signature.register_type(name=FOREACH_TASK)
@@ -94,6 +113,28 @@ class Node:
     parents: list[int] = field(default_factory=list)
     #: A foreach node: expands at run time into one task run per item of its input.
     map: bool = False
+    #: The body of a chord whose header is read after launch (:class:`LazyHeader`):
+    #: it also waits for the header to be read to its end.
+    held: bool = False
+
+
+@dataclass
+class LazyHeader:
+    """A chord's header given as a generator, left unread by the compiler.
+
+    Celery sends such a header task by task as it reads it; the launch does
+    too, after the run is saved: each member joins the run like a member
+    added with ``add_to_chord``, and the body (its first nodes, ``held``)
+    waits for the end of the generator as well.
+    """
+
+    tasks: Iterable
+    #: Each member as the chord gives it (its partial args and options).
+    member: "_Member"
+    #: The body's first nodes.
+    entries: list[int]
+    #: What each member's nodes' :data:`CHORD_BODIES` option is (``[]``: none).
+    errback_bodies: list[int]
 
 
 @dataclass
@@ -105,19 +146,34 @@ class Graph:
     result: Ref | None
     #: Shapes of this canvas that native Celery is known to run wrong.
     native_warnings: list[str] = field(default_factory=list)
+    #: Nodes in the header of one of its chords (their failure is that chord's).
+    in_header: set[int] = field(default_factory=set)
+    #: Chord headers left to read after launch (``compile_canvas(lazy=True)``).
+    lazy_headers: list[LazyHeader] = field(default_factory=list)
 
 
-def compile_canvas(canvas: Any, app: Any = None) -> Graph:
-    """Flatten any Celery canvas (signature, chain, group, chord, nested) into a DAG."""
+def compile_canvas(canvas: Any, app: Any = None, *, lazy: bool = False) -> Graph:
+    """Flatten any Celery canvas (signature, chain, group, chord, nested) into a DAG.
+
+    With ``lazy`` (a launch), a chord whose header is a generator and is sent
+    at launch (it follows no task) keeps it unread, as Celery does
+    (:class:`LazyHeader`): the launch reads it once the run is saved.
+    """
     app = app or current_app
-    compiler = _Compiler(app)
+    compiler = _Compiler(app, lazy=lazy)
     result, _ = compiler.add(canvas, parents=(), input=None)
     sig = maybe_signature(canvas, app=app)
     if isinstance(sig, group) and not isinstance(sig, _chord) and _lone_list(sig, result):
         # Celery's special case: a group whose only member gives a group's
         # result (a chain ending in a group) returns that result, unwrapped.
         result = result[0]
-    return Graph(nodes=compiler.nodes, result=result, native_warnings=compiler.warnings)
+    return Graph(
+        nodes=compiler.nodes,
+        result=result,
+        native_warnings=compiler.warnings,
+        in_header=compiler.in_header,
+        lazy_headers=compiler.lazy_headers,
+    )
 
 
 def _lone_list(sig: group, result: Ref | None) -> bool:
@@ -132,12 +188,14 @@ def _lone_list(sig: group, result: Ref | None) -> bool:
 
 
 class _Compiler:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, lazy: bool = False) -> None:
         self.app = app
+        self.lazy = lazy
         self.nodes: list[Node] = []
         self.warnings: list[str] = []
         #: Nodes of a chord's header (compiled inner chords first).
         self.in_header: set[int] = set()
+        self.lazy_headers: list[LazyHeader] = []
 
     def add(self, sig: Any, parents: tuple[int, ...], input: Ref | None) -> tuple[Ref, tuple]:
         """Add ``sig`` after ``parents``, fed ``input``.
@@ -157,17 +215,20 @@ class _Compiler:
         if isinstance(sig, _chain):
             return self._chain(sig, parents, input)
         if isinstance(sig, _chord):
+            if self.lazy and not parents and input is None and isinstance(sig.tasks, _regen):
+                return self._lazy_chord(sig)
             self._check_header(sig)
             start = len(self.nodes)
-            header = _header(sig)
-            if sig.args:  # a chord's partial args are each header task's
-                header = [
-                    maybe_signature(m, app=self.app).clone(args=tuple(sig.args)) for m in header
-                ]
+            member = _Member(sig.args, _header_options(sig), self.app)
+            header = [member.of(m) for m in _header(sig)]
             header_ref, header_ends = self._group(header, parents, input)
-            return self._body(sig.body, start, header_ends, header_ref)
+            body = _given(sig.body, _body_options(_own_options(sig)), self.app)
+            return self._body(body, start, header_ends, header_ref)
         if isinstance(sig, group):
-            return self._group(sig.tasks, parents, input)
+            tasks = sig.tasks
+            if own := _own_options(sig):  # Celery gives them to each member's apply_async
+                tasks = [_given(m, own, self.app) for m in tasks]
+            return self._group(tasks, parents, input)
         return self._task(sig, parents, input)
 
     def _check_header(self, sig: _chord) -> None:
@@ -185,23 +246,55 @@ class _Compiler:
 
         When the header fails, Celery calls the body's errbacks (a task's, or a
         chain's) with the body's id: each header node names the body for that.
+        Each last task of the header names the body's first tasks
+        (:data:`CHORD`), for ``add_to_chord``.
         """
         at = len(self.nodes)
         ref, ends = self.add(body, header_ends, header_ref)
-        body = maybe_signature(body, app=self.app)
-        entry = self.nodes[at] if at < len(self.nodes) else None
+        ours = {end for end in header_ends if end >= start}  # not the chord's parents
+        entries = [node.index for node in self.nodes[at:] if ours.intersection(node.parents)]
+        for end in sorted(ours):
+            self.nodes[end].options[CHORD] = entries
         # A failure calls the errbacks of the innermost chord whose header it
         # is in (the chord it fails does not fail the one around it, natively).
         innermost = [node for node in self.nodes[start:at] if node.index not in self.in_header]
         self.in_header.update(node.index for node in innermost)
+        if bodies := self._errback_bodies(body, at, header_ends):
+            for node in innermost:
+                node.options[CHORD_BODIES] = bodies
+        return ref, ends
+
+    def _errback_bodies(self, body: Any, at: int, header_ends: tuple) -> list[int]:
+        """The body whose errbacks a header failure calls, if it has any: a
+        task's, or a chain's first task's (``[at]``); else ``[]``."""
+        body = maybe_signature(body, app=self.app)
+        entry = self.nodes[at] if at < len(self.nodes) else None
         if (
             not isinstance(body, (group, _chord))
             and entry is not None
             and entry.options.get("link_error")
             and entry.parents == sorted(set(header_ends))
         ):
-            for node in innermost:
-                node.options[CHORD_BODIES] = [at]
+            return [at]
+        return []
+
+    def _lazy_chord(self, sig: _chord) -> tuple[Ref, tuple]:
+        """A chord sent at launch whose header is a generator: its body now,
+        held; its header members as the launch reads them (:class:`LazyHeader`)."""
+        at = len(self.nodes)
+        body = _given(sig.body, _body_options(_own_options(sig)), self.app)
+        ref, ends = self.add(body, (), [])
+        entries = [node.index for node in self.nodes[at:] if not node.parents]
+        for index in entries:
+            self.nodes[index].held = True
+        self.lazy_headers.append(
+            LazyHeader(
+                tasks=sig.tasks,
+                member=_Member(sig.args, _header_options(sig), self.app),
+                entries=entries,
+                errback_bodies=self._errback_bodies(body, at, ()),
+            )
+        )
         return ref, ends
 
     def _chain(self, sig: _chain, parents: tuple, input: Ref | None) -> tuple[Ref, tuple]:
@@ -218,6 +311,10 @@ class _Compiler:
         ]  # fmt: skip
         if sig.args:  # a chain's partial args are its first step's, as Celery gives them
             steps[0] = _with_args(steps[0], sig.args)
+        if own := _own_options(sig):  # Celery gives them to its first step's apply_async
+            if isinstance(steps[0], group) and len(steps) > 1:  # upgraded: a chord's body too
+                steps[1] = _given(steps[1], _body_options(own), self.app)
+            steps[0] = _given(steps[0], own, self.app)
         callbacks = maybe_list(sig.options.get("link")) or []
         if callbacks:  # a chain's callbacks are its last step's, as Celery links them
             steps[-1] = steps[-1].clone()
@@ -304,6 +401,54 @@ def _with_args(sig: Signature, args: Any) -> Signature:
         sig.args = (*args, *sig.args)
         return sig
     return sig.clone(args=tuple(args))
+
+
+def _own_options(sig: Signature) -> dict:
+    """A canvas's own options (``chain(...).set(queue=...)``), which Celery
+    gives the tasks it sends: not its wiring, nor its callbacks (compiled apart)."""
+    return {
+        k: v
+        for k, v in sig.options.items()
+        if k not in _WIRING_OPTIONS and k not in ("link", "link_error")
+    }
+
+
+def _body_options(options: dict) -> dict:
+    """What of a chord's options its body gets: Celery delays only the header."""
+    return {k: v for k, v in options.items() if k not in ("countdown", "eta")}
+
+
+def _header_options(sig: _chord) -> dict:
+    """What each header task of a chord gets: the header group's own options,
+    then the chord's."""
+    header = sig.tasks
+    own = _own_options(header) if isinstance(header, group) else {}
+    return {**own, **_own_options(sig)}
+
+
+def _given(sig: Any, options: dict, app: Any) -> Any:
+    """``sig`` with a canvas's ``options`` over its own, as Celery's
+    ``apply_async(**options)`` merges them."""
+    if not options:
+        return sig
+    sig = maybe_signature(sig, app=app).clone()
+    sig.options.update(options)
+    return sig
+
+
+@dataclass
+class _Member:
+    """How a chord gives its header members its partial args and options."""
+
+    args: tuple
+    options: dict
+    app: Any
+
+    def of(self, sig: Any) -> Any:
+        sig = maybe_signature(sig, app=self.app)
+        if self.args:  # a chord's partial args are each header task's
+            sig = sig.clone(args=tuple(self.args))
+        return _given(sig, self.options, self.app)
 
 
 def _header(sig: _chord) -> Any:

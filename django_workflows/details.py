@@ -12,6 +12,7 @@ from typing import Any
 from django.apps import apps
 from django.urls import NoReverseMatch, reverse
 
+from .canvas import public_options
 from .conf import get_setting
 from .models import TaskRun
 from .policy import sees_task_data
@@ -62,7 +63,7 @@ def _all_details(run: TaskRun, task_results: Mapping[str, Any] | None) -> dict[s
         "map_index": run.map_index,
         "args": run.args,
         "kwargs": run.kwargs,
-        "options": run.options,
+        "options": public_options(run.options),  # not the engine's own notes
         "input_from": run.input,
         "result": run.result,
         "exception_type": run.exception_type,

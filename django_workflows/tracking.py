@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from celery import signals
+from celery import Signature, signals
 from celery.app.task import Task
 from celery.exceptions import Ignore, NotRegistered, TaskRevokedError
 from celery.result import ResultBase
@@ -233,21 +233,49 @@ def add_to_chord_in_workflow(self: Task, sig: Any, lazy: bool = False) -> Any:
     """``Task.add_to_chord`` inside a workflow: ``sig`` joins the run as a new
     member of the chord this task is in (its body waits for it too, and gets
     its result after the others'), instead of a Redis-only backend call.
-    Installed as ``Task.add_to_chord``.
+    With ``lazy`` it is not sent: a :class:`ChordMember` is returned, for the
+    caller to send. Installed as ``Task.add_to_chord``.
     """
     request = self.request
     run = getattr(request, RUN_HEADER, None)
     node = getattr(request, NODE_HEADER, None)
     if not run or node is None:  # not a task of a workflow (or a hook)
         return _celery_add_to_chord(self, sig, lazy=lazy)
-    if lazy:
-        raise CanvasError(
-            "add_to_chord(lazy=True) is not supported in a workflow: the engine sends "
-            "what joins the run; call add_to_chord(sig) and let it send it."
-        )
-    return report(
-        engine.task_added_to_chord, request.id, run, sig, getattr(request, ATTEMPT_HEADER, None)
-    )
+    attempt = getattr(request, ATTEMPT_HEADER, None)
+    first, result = report(engine.task_added_to_chord, request.id, run, sig, attempt, lazy)
+    return ChordMember(sig, first, result) if lazy else result
+
+
+class ChordMember(Signature):
+    """What ``add_to_chord(sig, lazy=True)`` returns in a workflow: ``sig``,
+    already a member of the chord (its task runs saved, its first ones
+    claimed, the body waiting for it) and not sent yet.
+
+    Applying it (``delay()``, ``apply_async(**options)``) sends those first
+    tasks as the engine sends them (their task run ids, the run's headers,
+    the claim) and returns the member's result, as ``add_to_chord(sig)``
+    does; applying it again sends nothing more. Natively a lazy member never
+    sent leaves its chord waiting for ever; here the recovery pass sends it
+    as it sends any task run claimed and not sent.
+    """
+
+    def __init__(self, sig: Any, first: list, result: Any) -> None:
+        super().__init__(dict(sig), app=getattr(sig, "_app", None))
+        self._first, self._result = first, result
+        if getattr(result, "id", None):  # frozen, as Celery returns it: its id is known
+            self.options = {**self.options, "task_id": result.id}
+
+    def freeze(self, *args: Any, **kwargs: Any) -> Any:
+        return self._result
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        if args or kwargs or options.keys() & {"task_id", "link", "link_error", "chord"}:
+            raise CanvasError(
+                "A chord member added lazily in a workflow is sent as it was added: "
+                "give its arguments and callbacks to the signature given to add_to_chord."
+            )
+        report(engine.send_claimed, self._first, options)
+        return self._result
 
 
 _celery_add_to_chord = Task.add_to_chord

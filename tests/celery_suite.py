@@ -9,6 +9,7 @@ is read here from Call rows (``echo``, ``errback_old_style``, ...).
 
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,8 @@ class Case:
     conf: dict[str, Any] = field(default_factory=dict)
     #: Native Celery needs Redis as result backend for this case.
     needs_redis: bool = False
+    #: A context manager in effect while both runs are made (Celery's monkeypatch).
+    patch: Callable[[], AbstractContextManager] = nullcontext
 
     def __str__(self) -> str:
         return self.name
@@ -112,6 +115,11 @@ def check(case: Case) -> str:
     """Celery's expected outcome natively (or the known native miss), then
     tracked. Returns what native Celery gave: "as expected", the miss, or
     "not run" (a case whose native run needs Redis as result backend)."""
+    with case.patch():
+        return _check(case)
+
+
+def _check(case: Case) -> str:
     make = _with_conf(case)
     native_gave = "not run"
     if not (case.needs_redis and not _redis_backend()):

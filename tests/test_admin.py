@@ -241,6 +241,24 @@ def test_deleting_runs_deletes_finished_ones_whole_and_refuses_the_others(client
     assert dangling() == {}
 
 
+def test_a_task_runs_options_are_shown_without_the_engines_own(admin_client):
+    from celery import chord
+
+    from django_workflows.canvas import CHORD, CHORD_BODIES
+    from tests.testapp.tasks import collect
+
+    body = collect.si("body").on_error(collect.si("errback"))
+    wf = launch_canvas(chord([add.si(1, 1).set(queue="q")], body))
+    header = wf.task_runs.get(node=0)
+    assert {CHORD, CHORD_BODIES} <= set(header.options)  # what the engine keeps
+
+    details = admin_client.get(f"{ADMIN}{wf.pk}/tasks/{header.pk}.json").json()
+    assert details["options"] == {"queue": "q"}
+    page = admin_client.get(f"/admin/django_workflows/taskrun/{header.pk}/change/")
+    content = page.content.decode()
+    assert page.status_code == 200 and "queue" in content and "django_workflows_" not in content
+
+
 # -- bad input: 404s and form errors, never a 500 ---------------------------------------------
 
 DEEP = "[" * 100_000 + "]" * 100_000

@@ -3,7 +3,13 @@
 import pytest
 from celery import chain, chord, group
 
-from django_workflows.canvas import CHORD_BODIES, compile_canvas, resolve
+from django_workflows.canvas import (
+    CHORD,
+    CHORD_BODIES,
+    compile_canvas,
+    public_options,
+    resolve,
+)
 from django_workflows.exceptions import CanvasError
 from tests.testapp.tasks import add, collect, tsum
 
@@ -125,6 +131,58 @@ def test_a_chains_errbacks_reach_an_upgraded_chords_header_only_if_allowed():
     finally:
         current_app.conf.task_allow_error_cb_on_chord_header = False
     assert errbacks == [True, True, True, True]
+
+
+def test_each_last_task_of_a_header_names_its_chords_first_body_tasks():
+    inner = chord([add.si(1, 1), add.si(2, 2) | add.si(3, 3)], group(add.si(4, 4), add.si(5, 5)))
+    outer = chord([inner, add.si(6, 6)], add.si(7, 7) | add.si(8, 8))
+    marks = [n.options.get(CHORD) for n in compile_canvas(outer).nodes]
+    # nodes: 0, 1 | 2 (inner header), 3, 4 (inner body), 5 (outer header), 6 | 7 (outer body)
+    assert marks == [[3, 4], None, [3, 4], [6], [6], [6], None, None]
+    assert compile_canvas(chain(add.si(1, 1), add.si(2, 2))).nodes[0].options == {}
+
+
+def test_a_chord_sent_at_launch_keeps_its_generator_header_unread():
+    read = []
+
+    def header():
+        for i in range(3):
+            read.append(i)
+            yield add.si(i, i)
+
+    body = chain(tsum.s(), add.s(1))
+    graph = compile_canvas(group(chord(header(), body), add.si(9, 9)), lazy=True)
+
+    assert read == []
+    assert [(n.task, n.held, n.input, n.parents) for n in graph.nodes] == [
+        (tsum.name, True, [], []),
+        (add.name, False, 0, [0]),
+        (add.name, False, None, []),
+    ]
+    (lazy,) = graph.lazy_headers
+    assert (lazy.entries, lazy.member.args, lazy.errback_bodies) == ([0], (), [])
+    assert graph.result == [1, 2]
+
+
+def test_a_generator_header_after_a_task_is_read_at_compile_time():
+    header = (add.s(i) for i in range(2))
+    graph = compile_canvas(chain(add.si(1, 1), chord(header, tsum.s())), lazy=True)
+
+    assert graph.lazy_headers == [] and len(graph.nodes) == 4
+
+
+def test_a_canvas_gives_its_own_options_to_its_tasks_as_celery_sends_them():
+    steps = chain(group(add.s(1, 1), add.s(2, 2).set(queue="mine")), tsum.s(), add.s(3))
+    nodes = compile_canvas(steps.set(queue="q", eta="soon")).nodes
+    options = [public_options(n.options) for n in nodes]
+    # the first step (a chord: its header all, its body but the delay), not the steps after
+    assert options[:3] == [{"queue": "q", "eta": "soon"}] * 2 + [{"queue": "q"}]
+    assert options[3] == {}
+    grouped = compile_canvas(group(add.s(1, 1), add.s(2, 2).set(priority=1)).set(priority=5))
+    assert [public_options(n.options) for n in grouped.nodes] == [{"priority": 5}] * 2
+    chorded = compile_canvas(chord([add.s(1, 1)], tsum.s()).set(countdown=3, queue="q"))
+    assert [n.options.get("countdown") for n in chorded.nodes] == [3, None]
+    assert [n.options["queue"] for n in chorded.nodes] == ["q", "q"]
 
 
 def test_not_a_canvas_is_refused():

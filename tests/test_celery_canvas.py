@@ -295,14 +295,91 @@ def test_add_to_chord_outside_a_chord_fails_as_celerys_does(worker):
     )
 
 
-def test_a_lazy_add_to_chord_is_refused_by_name(worker):
+def test_add_to_chord_with_an_immutable_body_as_celery_runs_it(worker):
+    """The body (``.si``) keeps its own arguments and waits for the added members."""
+    from tests.celery_suite import Case, check
+    from tests.testapp.tasks import add_to_all_to_chord
+
+    def make():
+        return chord([add_to_all_to_chord.s([1, 2, 3], 4)], identity.si(42))
+
+    check(Case("add_to_chord, immutable body", make, ("ok", 42), needs_redis=True))
+    Call.objects.all().delete()
+
+    wf = launch_canvas(make()).wait()
+    assert wf.status == W.SUCCESS and wf.result == 42
+    body = wf.task_runs.get(task=identity.name)
+    assert (body.args, body.input) == ([42], None)
+    assert sorted(body.parents.values_list("task", flat=True)) == sorted(
+        [add_to_all_to_chord.name, *[add3.name] * 3]
+    )
+    order = [c.task for c in Call.objects.order_by("id")]
+    assert order[-1] == "identity" and order.count("add3") == 3
+
+
+def test_add_to_chord_in_a_nested_chord_joins_the_inner_chord(worker):
+    """A member added from an inner chord's header joins that chord only."""
+    from tests.testapp.tasks import add_to_all_to_chord
+
+    canvas = chord([chord([add_to_all_to_chord.s([1], 4), identity.si(9)], tsum.s())], identity.s())
+    wf = launch_canvas(canvas).wait()
+
+    assert wf.status == W.SUCCESS and wf.result == [0 + 9 + 5]
+    added = wf.task_runs.get(task=add3.name)
+    assert list(added.children.values_list("task", flat=True)) == [tsum.name]
+
+
+def test_a_lazy_member_joins_the_run_and_its_caller_sends_it(worker):
+    """``add_to_chord(sig, lazy=True)`` then ``delay()``: natively (on Redis) and
+    tracked, the body gets the member's result too; tracked, it is a task run
+    sent once, by its caller, with the engine's claim."""
+    from tests.celery_suite import Case, check
     from tests.testapp.tasks import add_lazily_to_chord
 
-    wf = launch_canvas(group([add_lazily_to_chord.s(1), identity.s(2)]) | identity.s()).wait()
+    def make():
+        return group([add_lazily_to_chord.s(1), identity.s(2)]) | identity.s()
 
-    failed = wf.task_runs.get(task=add_lazily_to_chord.name)
-    assert wf.status == W.FAILURE and failed.exception_type == "CanvasError"
-    assert "add_to_chord(lazy=True) is not supported" in failed.exception_message
+    check(Case("add_to_chord(lazy=True)", make, ("ok", lambda r: sorted(r) == [1, 1, 2]),
+               needs_redis=True))  # fmt: skip
+    Call.objects.all().delete()
+
+    wf = launch_canvas(make()).wait()
+    assert wf.status == W.SUCCESS and wf.result == [1, 2, 1]  # the added member's last
+    member = wf.task_runs.get(task=identity.name, args=[1])
+    assert (member.status, member.attempts, member.result) == (T.SUCCESS, 1, 1)
+    assert member.sent_at is not None
+    assert Call.objects.filter(task="identity", args=[1]).count() == 1
+    assert (wf.tasks_total, wf.tasks_finished) == (4, 4)
+
+
+def test_a_lazy_member_sent_with_call_arguments_is_refused_by_name(worker):
+    from tests.helpers import until
+    from tests.testapp.tasks import add_lazily_to_chord_with_call_args
+
+    wf = launch_canvas(group([add_lazily_to_chord_with_call_args.s(1)]) | identity.s())
+    caller = wf.task_runs.get(task=add_lazily_to_chord_with_call_args.name)
+    until(lambda: type(caller).objects.get(pk=caller.pk).status == T.FAILURE, what="the caller")
+    caller.refresh_from_db()
+    assert caller.exception_type == "CanvasError"
+    assert "sent as it was added" in caller.exception_message
+
+
+def test_a_lazy_member_never_sent_is_sent_by_the_recovery_pass(worker):
+    """Natively the chord would wait for ever; tracked, the member was claimed
+    when it joined, so the recovery pass sends it like any claimed task run."""
+    from django_workflows.engine import recover
+    from tests.helpers import until
+    from tests.testapp.tasks import add_lazily_to_chord_and_forget
+
+    wf = launch_canvas(group([add_lazily_to_chord_and_forget.s(1)]) | identity.s())
+    caller = wf.task_runs.get(task=add_lazily_to_chord_and_forget.name)
+    until(lambda: type(caller).objects.get(pk=caller.pk).status == T.SUCCESS, what="the caller")
+    member = wf.task_runs.get(task=identity.name, args=[1])
+    assert (member.status, member.sent_at) == (T.QUEUED, None)
+    assert wf.task_runs.get(task=identity.name, args=[]).status == T.PENDING  # the body
+
+    assert recover(grace=0) == [str(member.pk)]
+    assert wf.wait().status == W.SUCCESS and wf.result == [1, 1]
 
 
 def test_a_task_returning_an_asyncresult_stores_it_as_celery_does(worker):
@@ -313,3 +390,73 @@ def test_a_task_returning_an_asyncresult_stores_it_as_celery_does(worker):
     assert wf.status == W.SUCCESS
     (task_id, parent), children = wf.result  # AsyncResult.as_tuple(), as JSON
     assert children is None and isinstance(task_id, str) and isinstance(parent, list)
+
+
+# -- a chord header given as a generator: read as the chord is sent -----------------------
+
+
+def _members(*sigs):
+    yield from sigs
+
+
+GENERATOR_HEADERS = [
+    ("empty", lambda: chord(_members(), tsum.s()), ("ok", 0)),
+    ("in a group", lambda: group(chord(_members(add3.si(1, 2), add3.si(3, 4)), tsum.s()),
+                                 chord(_members(identity.si(5)), tsum.s())),
+     ("ok", [10, 5])),
+    ("then a step", lambda: chord(_members(identity.si(1), identity.si(2)), tsum.s()) | add3.s(3),
+     ("ok", 6)),
+    ("immutable body", lambda: chord(_members(identity.si(1)), identity.si(42)), ("ok", 42)),
+    ("a member fails", lambda: chord(_members(identity.si(1), fail.si()), tsum.s()),
+     ("error", "ValueError")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name,make,expected", GENERATOR_HEADERS, ids=[case[0] for case in GENERATOR_HEADERS]
+)
+def test_a_generator_header_runs_as_celery_runs_it(worker, name, make, expected):
+    from tests.celery_suite import Case, check
+
+    check(Case(f"generator header, {name}", make, expected))
+
+
+def test_a_generator_header_gets_the_chords_partial_args(worker):
+    canvas = chain(chord((identity.s() for _ in range(2)), identity.s()), identity.s())
+    canvas.args = (1,)  # as Celery's test_chord_in_chain_with_args gives them
+
+    wf = launch_canvas(canvas).wait()
+    assert wf.status == W.SUCCESS and wf.result == [1, 1]
+
+
+def test_a_generator_that_raises_fails_the_chords_body(worker):
+    def header():
+        yield identity.si(1)
+        raise RuntimeError("no more members")
+
+    wf = launch_canvas(chord(header(), tsum.s())).wait()
+
+    assert wf.status == W.FAILURE
+    body = wf.task_runs.get(task=tsum.name)
+    assert (body.status, body.exception_type, body.exception_message) == (
+        T.FAILURE,
+        "RuntimeError",
+        "no more members",
+    )
+    assert wf.task_runs.get(task=identity.name).status == T.SUCCESS
+
+
+def test_a_generator_header_is_read_no_further_once_its_run_is_canceled(worker):
+    from django_workflows.models import Workflow
+
+    def header():  # Celery reads one member ahead: 2 is read when 1 joins
+        yield identity.si(1)
+        yield identity.si(2)
+        Workflow.objects.get(status=W.RUNNING).cancel()
+        yield identity.si(3)
+
+    wf = launch_canvas(chord(header(), tsum.s())).wait()
+
+    assert wf.status == W.CANCELED
+    assert wf.task_runs.get(task=tsum.name).status == T.CANCELED
+    assert list(wf.task_runs.filter(task=identity.name).values_list("args", flat=True)) == [[1]]

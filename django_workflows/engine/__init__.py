@@ -37,6 +37,7 @@ from .launch import launch, launch_canvas
 from .operations import Plan, cancel, mark_success, relaunch, rerun_from, resume
 from .progress import (
     hook_succeeded,
+    send_claimed,
     task_added_to_chord,
     task_failed,
     task_replaced,
@@ -59,6 +60,7 @@ __all__ = [
     "relaunch",
     "rerun_from",
     "resume",
+    "send_claimed",
     "task_added_to_chord",
     "task_failed",
     "task_replaced",

@@ -4,7 +4,11 @@ its header fails.
 Natively a header task adds a member to its chord with ``add_to_chord``
 (the Redis backend grows the chord's counter). In a run the new member's
 canvas is compiled and joins the run like a replacement does (:mod:`.replace`):
-the chord's body waits for it too and gets its result after the others'.
+the chord's body, named by the calling task (``CHORD``), waits for it too
+and gets its result after the others' (:func:`join`). With ``lazy=True`` its
+first tasks stay claimed and unsent, for the caller to send. The members of a
+chord header given as a generator join the same way as the launch reads them
+(:func:`~django_workflows.engine.launch.read_header`).
 
 When a header task fails, Celery calls the errbacks of the chord's body
 (``chord_error_from_stack``) once, with the body's id and a ``ChordError``.
@@ -22,10 +26,10 @@ from celery.exceptions import ChordError
 from celery.result import AsyncResult, ResultSet
 from django.db import transaction
 
-from ..canvas import CHORD_BODIES, compile_canvas, referenced
+from ..canvas import CHORD, CHORD_BODIES, compile_canvas
 from ..models import TaskRun
 from ..models import TaskRunStatus as T
-from .graph import ends, graft, reserve_nodes, shift
+from .graph import ends, graft, move, reserve_nodes
 
 logger = logging.getLogger(__name__)
 
@@ -41,31 +45,53 @@ def add(task_id: str, workflow_id: str, signature: Any, attempt: Any) -> tuple[l
     Raises ``ValueError`` as Celery does when the task is in no chord.
     """
     graph = compile_canvas(signature)
-    last = ends(graph)
     with transaction.atomic():
         current = TaskRun.objects.filter(pk=task_id, status=T.RUNNING)
         if attempt is not None:
             current = current.filter(claim=attempt)
-        member = current.select_for_update().values_list("node", flat=True).first()
-        if member is None:
+        options = current.select_for_update().values_list("options", flat=True).first()
+        if options is None:
             return [], None  # canceled, or a stale attempt: nothing joins
-        bodies = [
-            body
-            for body in TaskRun.objects.select_for_update().filter(parents=task_id)
-            if isinstance(body.input, list) and member in referenced(body.input)
-        ]
-        if not bodies:
+        if not options.get(CHORD):
             raise ValueError("Current task is not member of any chord")
-        offset = reserve_nodes(workflow_id, len(graph.nodes), f"add_to_chord in {task_id} adds")
-        added = shift(graph.result, offset)
-        for body in bodies:
-            TaskRun.objects.filter(pk=body.pk).update(
-                input=[*body.input, added], waiting=body.waiting + len(last)
-            )
         # Drawn as the calling task's sibling: from its parents, into the bodies.
-        runs = graft(graph, workflow_id, offset, beside=task_id, into=[b.pk for b in bodies])
+        runs = join(workflow_id, graph, options, beside=task_id)
+    if runs is None:
+        return [], None  # the chord failed or was canceled: nothing joins
     by_node = {run.node: run.pk for run in runs}
-    return [run for run in runs if not run.waiting], _result(added, by_node)
+    return [run for run in runs if not run.waiting], _result(graph.result, by_node)
+
+
+def join(workflow_id: Any, graph: Any, chord: dict, *, beside: Any) -> list[TaskRun] | None:
+    """Save compiled ``graph`` as a new member of a chord, in the caller's
+    transaction: the chord's body (``chord[CHORD]``, its first nodes) waits
+    for its last tasks too and gets its result after the others'. The member
+    is in the chord as a header member is: its last tasks name the body
+    (:data:`CHORD`), its nodes the body's errbacks (:data:`CHORD_BODIES`).
+    Returns its task runs (the first ones claimed for sending), or None if
+    the body no longer waits (a header task failed, the run was canceled).
+    """
+    bodies = list(
+        TaskRun.objects.select_for_update().filter(
+            workflow_id=workflow_id, node__in=chord[CHORD], status=T.PENDING
+        )
+    )
+    if not bodies:
+        return None
+    last = ends(graph)
+    move(graph, reserve_nodes(workflow_id, len(graph.nodes), "A member added to a chord adds"))
+    for index in last:  # numbered as compiled: each node's position
+        graph.nodes[index].options[CHORD] = chord[CHORD]
+    if chord.get(CHORD_BODIES):
+        for node in graph.nodes:
+            if node.index not in graph.in_header:
+                node.options[CHORD_BODIES] = chord[CHORD_BODIES]
+    for body in bodies:
+        TaskRun.objects.filter(pk=body.pk).update(
+            input=body.input if body.input is None else [*body.input, graph.result],
+            waiting=body.waiting + len(last),
+        )
+    return graft(graph, workflow_id, beside=beside, into=[body.pk for body in bodies])
 
 
 def _result(ref: Any, by_node: dict[int, Any]) -> Any:

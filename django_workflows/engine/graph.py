@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
-from ..canvas import Node
+from ..canvas import NODE_OPTIONS, Node
 from ..conf import get_setting
 from ..exceptions import NodeLimitExceeded
 from ..ids import packed
@@ -57,10 +57,11 @@ def save_runs(
 ) -> None:
     """Insert a task run for each node, streamed in batches, without model
     instances. A root (no parents) is saved claimed by the launch (``claim``):
-    queued at ``now``, ready to send; the others wait for their parents."""
+    queued at ``now``, ready to send; the others wait for their parents, and a
+    ``held`` node for one more release (:func:`.chords.read_header`)."""
 
     def values(node: Node) -> tuple:
-        root = not node.parents
+        root = not node.parents and not node.held
         return (
             ids[node.index],
             node.index,
@@ -71,7 +72,7 @@ def save_runs(
             node.immutable,
             node.input,
             node.map,
-            len(node.parents),
+            len(node.parents) + node.held,
             T.QUEUED if root else T.PENDING,
             now if root else None,
             claim if root else None,
@@ -157,15 +158,30 @@ def shift(ref: Any, offset: int) -> Any:
     return ref + offset
 
 
+def move(graph: Any, offset: int) -> None:
+    """Number a canvas compiled at run time from ``offset`` on, in place: its
+    nodes, their inputs, parents and node options, its result and header nodes."""
+    for node in graph.nodes:
+        node.index += offset
+        node.input = shift(node.input, offset)
+        node.parents = [parent + offset for parent in node.parents]
+        for name in NODE_OPTIONS:
+            if name in node.options:
+                node.options[name] = shift(node.options[name], offset)
+    graph.result = shift(graph.result, offset)
+    graph.in_header = {index + offset for index in graph.in_header}
+
+
 def graft(
-    graph: Any, workflow_id: Any, offset: int, *, beside: Any, into: Iterable[Any], **fields: Any
+    graph: Any, workflow_id: Any, *, beside: Any, into: Iterable[Any], **fields: Any
 ) -> list[TaskRun]:
     """Save a canvas compiled at run time (a replacement, a member added to a
-    chord) as task runs of the run, numbered from ``offset``: its first tasks
-    claimed for sending and drawn from the parents of task run ``beside``,
-    its last tasks as parents of the task runs ``into``. Call it in the
-    transaction that reserved the numbers; ``fields`` go on every task run
-    (``map_index`` is each one's position). Returns the task runs, in order.
+    chord) and numbered for the run (:func:`move`) as task runs of the run:
+    its first tasks claimed for sending and drawn from the parents of task
+    run ``beside`` (None: from nothing), its last tasks as parents of the task
+    runs ``into``. Call it in the transaction that reserved the numbers;
+    ``fields`` go on every task run (``map_index`` is each one's position).
+    Returns the task runs, in order.
     """
     from . import counters
 
@@ -173,9 +189,6 @@ def graft(
     now, claim = timezone.now(), uuid.uuid4()
     runs = []
     for position, node in enumerate(graph.nodes):
-        node.index += offset
-        node.input = shift(node.input, offset)
-        node.parents = [parent + offset for parent in node.parents]
         item = {"map_index": position} if "mapped_from_id" in fields else {}
         runs.append(
             task_run(
@@ -190,16 +203,13 @@ def graft(
             )
         )
     TaskRun.objects.bulk_create(runs, batch_size=500)
-    outside = parents_of(beside)
+    by_node = {run.node: run.pk for run in runs}
+    outside = parents_of(beside) if beside is not None else []
     save_edges(
         [
-            *(
-                (runs[node.index - offset].pk, runs[parent - offset].pk)
-                for node in graph.nodes
-                for parent in node.parents
-            ),
+            *((by_node[node.index], by_node[up]) for node in graph.nodes for up in node.parents),
             *((run.pk, parent) for run in runs if not run.waiting for parent in outside),
-            *((target, runs[index].pk) for target in into for index in last),
+            *((target, by_node[index]) for target in into for index in last),
         ]
     )
     counters.count(workflow_id, total=len(runs))

@@ -9,12 +9,13 @@ import logging
 import uuid
 import warnings
 from collections.abc import Iterator
+from traceback import format_exception
 from typing import Any
 
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
-from ..canvas import Graph, compile_canvas
+from ..canvas import CHORD, CHORD_BODIES, Graph, LazyHeader, compile_canvas
 from ..codec import encode
 from ..conf import get_setting
 from ..definitions import registry
@@ -30,7 +31,7 @@ from ..models import TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 from ..signals import workflow_started
-from . import eager, progress
+from . import chords, eager, progress
 from .graph import NodeIds, node_edges_of, save_edges, save_runs
 from .transitions import move_workflow
 
@@ -65,7 +66,7 @@ def launch(
     check_payload(name, payload)
     definition.validate(payload)
     workflow_id = uuid7()  # director-style tasks are given it as an argument
-    graph = compile_canvas(definition.build(payload, workflow_id))
+    graph = compile_canvas(definition.build(payload, workflow_id), lazy=True)
     return create(
         graph,
         id=workflow_id,
@@ -91,7 +92,7 @@ def launch_canvas(
     if idempotency_key and (existing := _existing(name, idempotency_key)):
         return existing
     check_payload(name, payload)
-    graph = compile_canvas(canvas)
+    graph = compile_canvas(canvas, lazy=True)
     return create(
         graph,
         name=name,
@@ -159,14 +160,18 @@ def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -
         if key and (existing := _existing(name, key)):
             return existing  # a concurrent launch with the same key won
         raise
-    eager.after_commit(lambda: _start(workflow, claim, has_roots=bool(graph.nodes)))
+    eager.after_commit(
+        lambda: _start(workflow, claim, has_roots=bool(graph.nodes), headers=graph.lazy_headers)
+    )
     if eager.enabled():
         workflow.refresh_from_db()  # it ran inline: show how it ended
     workflow.launched_now = True
     return workflow
 
 
-def _start(workflow: Workflow, claim: uuid.UUID, *, has_roots: bool) -> None:
+def _start(
+    workflow: Workflow, claim: uuid.UUID, *, has_roots: bool, headers: list[LazyHeader]
+) -> None:
     now = timezone.now()
     move_workflow(
         Workflow.objects.filter(pk=workflow.pk), W.RUNNING, from_={W.PENDING}, started=now
@@ -182,20 +187,69 @@ def _start(workflow: Workflow, claim: uuid.UUID, *, has_roots: bool) -> None:
     try:
         for roots in _roots(workflow.pk, claim):
             progress.dispatch(roots, {})
+        for header in headers:
+            read_header(workflow.pk, header)
     except BrokerUnavailable as exc:
-        # The caller is told now: the roots the broker did not take fail (rather
-        # than wait for the recovery pass), and the run with them.
+        # The caller is told now: what the broker did not take (roots, members
+        # of a header read as a generator) fails (rather than wait for the
+        # recovery pass), and the run with it.
         unsent = TaskRun.objects.filter(
-            workflow_id=workflow.pk, claim=claim, status=T.QUEUED, sent_at=None
+            workflow_id=workflow.pk, status=T.QUEUED, sent_at=None
         ).values_list("pk", flat=True)
         for pk in unsent:
             progress.task_failed(str(pk), exc.__cause__)
+        for header in headers:  # not read to the end: their chords fail too
+            _fail_held(workflow.pk, header, exc.__cause__)
         message = f"The broker could not be reached to send the first tasks: {exc.__cause__}"
         Workflow.objects.filter(pk=workflow.pk).update(error=message)
         workflow.refresh_from_db()
         error = BrokerUnavailable(message)
         error.workflow = workflow
         raise error from exc.__cause__
+    if headers:
+        workflow.refresh_from_db()
+
+
+def read_header(workflow_id: Any, header: LazyHeader) -> None:
+    """Read a chord's header given as a generator, as Celery does when it
+    sends the chord: each member joins the run as it is read (like a member
+    added with ``add_to_chord``) and is sent at once; at the end the body
+    waits no more for the header to be read.
+
+    Reading stops when the body no longer waits (a member failed, the run
+    was canceled). A generator that raises, or gives what the engine cannot
+    run, fails the body with that error (natively ``apply_async`` raises it
+    and the chord never completes). :class:`BrokerUnavailable` is raised,
+    for the launch to fail what was not sent, as it does for its roots.
+    """
+    chord = {CHORD: header.entries, CHORD_BODIES: header.errback_bodies}
+    try:
+        for member in header.tasks:
+            graph = compile_canvas(header.member.of(member))
+            with transaction.atomic():
+                runs = chords.join(workflow_id, graph, chord, beside=None)
+            if runs is None:
+                return  # the chord failed, or the run was canceled
+            first = [run for run in runs if not run.waiting]
+            progress.changed(workflow_id, [run.pk for run in first], T.QUEUED)
+            progress.dispatch(first, {})
+    except BrokerUnavailable:
+        raise  # the launch fails what the broker did not take
+    except Exception as exc:
+        logger.exception("Reading a chord's header of workflow %s failed", workflow_id)
+        _fail_held(workflow_id, header, exc)
+        return
+    progress.release_held(workflow_id, header.entries)
+
+
+def _fail_held(workflow_id: Any, header: LazyHeader, error: BaseException) -> None:
+    """The body of a chord whose header could not be read fails with ``error``."""
+    bodies = TaskRun.objects.filter(
+        workflow_id=workflow_id, node__in=header.entries, status=T.PENDING
+    ).values_list("pk", flat=True)
+    trace = "".join(format_exception(error))
+    for pk in bodies:
+        progress.task_failed(str(pk), error, trace, from_={T.PENDING})
 
 
 def _roots(workflow_id: Any, claim: uuid.UUID) -> Iterator[list[TaskRun]]:

@@ -33,7 +33,7 @@ from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 from ..signals import task_run_changed, workflow_finished
 from . import chords, counters, foreach, hooks, replace, send
-from .fastpath import start, succeed
+from .fastpath import release_children, start, succeed
 from .graph import descendants
 from .transitions import ACTIVE_TASK, move_tasks, move_workflow
 
@@ -150,18 +150,61 @@ def task_replaced(task_id: str, workflow_id: str, signature: Any, attempt: Any =
         logger.exception("Could not send the replacement of task run %s", task_id)
 
 
-def task_added_to_chord(task_id: str, workflow_id: str, signature: Any, attempt: Any = None) -> Any:
+def task_added_to_chord(
+    task_id: str, workflow_id: str, signature: Any, attempt: Any = None, lazy: bool = False
+) -> tuple[list[TaskRun], Any]:
     """The task added ``signature`` to its chord (``Task.add_to_chord``): it
-    joins the run (:mod:`.chords`) and its first tasks are sent. Returns its
-    result, as Celery's ``add_to_chord`` does."""
+    joins the run (:mod:`.chords`) and its first tasks are sent, unless
+    ``lazy``: then they stay claimed and unsent, for :func:`send_claimed`
+    (the caller applying the signature) or else the recovery pass. Returns
+    those first tasks and the new member's result, as Celery's
+    ``add_to_chord`` returns it."""
     first, result = chords.add(task_id, workflow_id, signature, attempt)
     if first:
         changed(workflow_id, [run.pk for run in first], T.QUEUED)
+    if first and not lazy:
         try:
             dispatch(first, {})
         except BrokerUnavailable:
             logger.exception("Could not send what task run %s added to its chord", task_id)
-    return result
+    return first, result
+
+
+def send_claimed(runs: list[TaskRun], options: dict[str, Any] | None = None) -> None:
+    """Send task runs claimed and left unsent (``add_to_chord(sig, lazy=True)``):
+    those still queued, unsent, with the same claim. What a recovery pass
+    claimed again meanwhile is its to send; what was sent is not sent twice.
+    ``options`` (Celery's ``apply_async`` options) go with these messages."""
+    claims = {run.pk: run.claim for run in runs}
+    ready = [
+        run
+        for run in TaskRun.objects.filter(pk__in=claims, status=T.QUEUED, sent_at=None)
+        if run.claim == claims[run.pk]
+    ]
+    for run in ready:
+        run.options = {**run.options, **(options or {})}
+    if ready:
+        dispatch(ready, {})
+
+
+def release_held(workflow_id: Any, nodes: list[int]) -> None:
+    """A chord's header read after launch is read to its end: its body
+    (``nodes``, held by the launch) waits no more for it, and is claimed and
+    sent if its members have all succeeded."""
+    claim, now = uuid.uuid4(), timezone.now()
+    with transaction.atomic():
+        held = TaskRun.objects.filter(workflow_id=workflow_id, node__in=nodes)
+        release_children(held, claim=claim, queued_at=now)
+        claimed = list(held.filter(claim=claim, status=T.QUEUED))
+        ready = [run for run in claimed if not _expanded(run)]
+        sent = send.send_in_claim(ready, send.with_inputs(ready, {})) if ready else None
+    if claimed:
+        changed(workflow_id, [run.pk for run in claimed], T.QUEUED)
+    if sent is not None and _settle(sent) is not None:
+        logger.error("Could not send chord body %s: the recovery pass will", nodes)
+    expanded = [run for run in claimed if _expanded(run)]
+    if expanded:
+        dispatch(expanded, {})
 
 
 def task_retrying(
@@ -298,11 +341,18 @@ def hook_succeeded(task_id: str, value: Any) -> None:
 
 
 def task_failed(
-    task_id: str, exception: BaseException | None, traceback: str = "", attempt: Any = None
+    task_id: str,
+    exception: BaseException | None,
+    traceback: str = "",
+    attempt: Any = None,
+    *,
+    from_: Iterable[str] = ACTIVE_TASK,
 ) -> None:
     """Record the failure; every descendant becomes upstream_failed at once.
 
-    A report of a stale ``attempt`` (an older dispatch) changes nothing. A
+    A report of a stale ``attempt`` (an older dispatch) changes nothing; nor
+    does one of a task run not in ``from_`` (a pending task run fails only
+    when the launch says so: a chord's header generator raised). A
     retry Celery could not publish (the broker is down: Celery rejects the
     task) is no failure: the task run goes back to the outbox, for the
     recovery pass to send again once the broker is back.
@@ -329,6 +379,7 @@ def task_failed(
         failed = move_tasks(
             TaskRun.objects.filter(pk=task_id, **_of(attempt)),
             T.FAILURE,
+            from_=from_,
             finished_at=now,
             **exception_fields(exception, traceback),
         )

@@ -16,7 +16,7 @@ from django.db import transaction
 from ..canvas import compile_canvas
 from ..models import TaskRun
 from ..models import TaskRunStatus as T
-from .graph import ends, graft, reserve_nodes, shift
+from .graph import ends, graft, move, reserve_nodes
 from .transitions import move_tasks
 
 
@@ -31,7 +31,8 @@ def expand(task_id: str, workflow_id: str, signature: Any, attempt: Any) -> list
     graph = compile_canvas(signature)
     last = ends(graph)
     with transaction.atomic():
-        offset = reserve_nodes(workflow_id, len(graph.nodes), f"Replacing task run {task_id} adds")
+        adding = f"Replacing task run {task_id} adds"
+        move(graph, reserve_nodes(workflow_id, len(graph.nodes), adding))
         replaced = TaskRun.objects.filter(pk=task_id)
         if attempt is not None:
             replaced = replaced.filter(claim=attempt)
@@ -41,12 +42,10 @@ def expand(task_id: str, workflow_id: str, signature: Any, attempt: Any) -> list
             from_={T.RUNNING},
             waiting=len(last),
             map_size=len(graph.nodes),
-            replacement=shift(graph.result, offset),
+            replacement=graph.result,
             claim=None,
         ):
             return []  # canceled, or a stale attempt: the replacement is dropped
         # Drawn from the replaced task's parents, into the replaced task.
-        runs = graft(
-            graph, workflow_id, offset, beside=task_id, into=[task_id], mapped_from_id=task_id
-        )
+        runs = graft(graph, workflow_id, beside=task_id, into=[task_id], mapped_from_id=task_id)
     return [run for run in runs if not run.waiting]

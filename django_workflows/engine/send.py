@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from ..canvas import CHORD_BODIES, referenced, resolve
+from ..canvas import public_options, referenced, resolve
 from ..conf import get_setting
 from ..headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 from ..models import TaskRun
@@ -107,8 +107,7 @@ def publish(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
 def _message(run: TaskRun, results: dict[int, Any]) -> tuple[Signature, dict[str, Any]]:
     """The signature and headers that send ``run``."""
     args = run.args if run.input is None else [resolve(run.input, results), *run.args]
-    options = dict(run.options)
-    options.pop(CHORD_BODIES, None)  # the engine's note, not a Celery option
+    options = public_options(run.options)  # the engine's notes are not Celery options
     if not get_setting("STORE_CELERY_RESULTS"):
         options["ignore_result"] = True  # the task run's row keeps it
     headers = {**options.pop("headers", {}), RUN_HEADER: str(run.workflow_id)}

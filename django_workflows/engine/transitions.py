@@ -27,7 +27,8 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     T.RETRYING: frozenset({T.RUNNING}),  # self.retry / autoretry_for
     # the worker reports success; an operator marks a failed task as succeeded
     T.SUCCESS: frozenset({T.QUEUED, T.RUNNING, T.RETRYING, T.FAILURE}),
-    T.FAILURE: frozenset({T.QUEUED, T.RUNNING, T.RETRYING}),  # worker, reaper, broker down
+    # worker, reaper, broker down; a chord's body when its header's generator raised
+    T.FAILURE: frozenset({T.QUEUED, T.RUNNING, T.RETRYING, T.PENDING}),
     T.UPSTREAM_FAILED: frozenset({T.PENDING}),  # an ancestor failed
     T.CANCELED: frozenset({T.PENDING, T.QUEUED, T.RUNNING, T.RETRYING}),  # cancel
     # resume (failure, upstream_failed, canceled) and rerun_from (success too);

@@ -465,6 +465,18 @@ def test_the_detail_has_task_runs_with_errors_attempts_and_results(api):
     assert body["edges"] == [{"source": 0, "target": 1}, {"source": 1, "target": 2}]
 
 
+def test_task_run_options_leave_out_the_engines_own(api):
+    from celery import chord
+
+    from django_workflows import launch_canvas
+
+    wf = launch_canvas(chord([add.si(1, 1).set(priority=3)], add.si(2, 2)))
+    assert "django_workflows_chord" in wf.task_runs.get(node=0).options
+
+    body = api.get(f"/api/workflows/{wf.pk}/").json()
+    assert [run["options"] for run in body["task_runs"]] == [{"priority": 3}, {}]
+
+
 def test_results_only_celery_json_carries_come_out_as_json(api):
     """Celery's JSON carries bytes (any), datetimes, UUIDs; the API's JSON shows them."""
     wf = launch("breaks", {})

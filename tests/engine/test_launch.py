@@ -104,10 +104,20 @@ def test_roots_are_sent_in_batches_each_once(monkeypatch, roots, sizes):
 def test_broker_down_fails_every_root_of_a_launch_sent_in_batches(monkeypatch, broker_down):
     monkeypatch.setattr(LAUNCH, "ROOTS_PER_SEND", 2)
     with pytest.raises(BrokerUnavailable):
-        launch_canvas(group(add.s(i, i) for i in range(5)) | tsum.s())
+        launch_canvas(group([add.s(i, i) for i in range(5)]) | tsum.s())
     wf = Workflow.objects.get()
     assert dict(wf.task_runs.values_list("node", "status")) == {
         **{node: T.FAILURE for node in range(5)},
         5: T.UPSTREAM_FAILED,
     }
+    assert wf.status == W.FAILURE and wf.tasks_finished == wf.tasks_total
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_down_fails_a_chord_whose_header_is_read_from_a_generator(broker_down):
+    with pytest.raises(BrokerUnavailable):
+        launch_canvas(chord((add.si(i, i) for i in range(3)), tsum.s()))
+    wf = Workflow.objects.get()
+    statuses = dict(wf.task_runs.values_list("task", "status"))
+    assert statuses == {tsum.name: T.UPSTREAM_FAILED, add.name: T.FAILURE}  # read no further
     assert wf.status == W.FAILURE and wf.tasks_finished == wf.tasks_total

@@ -552,10 +552,36 @@ def rebuild_signature(sig_dict):
 
 @shared_task(bind=True)
 def add_lazily_to_chord(self, value):
-    """``add_to_chord(lazy=True)``: the caller would send the new member itself."""
+    """``add_to_chord(lazy=True)``, then the caller sends the new member itself:
+    Celery returns it frozen, so its id is its result's."""
+    _record(self, (value,), {})
+    member = self.add_to_chord(identity.s(value), lazy=True)
+    result = member.delay()
+    assert result.id == member.id, (result.id, member.id)
+    return value
+
+
+@shared_task(bind=True)
+def add_lazily_to_chord_with_call_args(self, value):
+    """``add_to_chord(lazy=True)``, then the member is sent with call arguments."""
+    self.add_to_chord(identity.s(), lazy=True).delay(value)
+    return value
+
+
+@shared_task(bind=True)
+def add_lazily_to_chord_and_forget(self, value):
+    """``add_to_chord(lazy=True)``, and the member is never sent."""
     _record(self, (value,), {})
     self.add_to_chord(identity.s(value), lazy=True)
     return value
+
+
+@shared_task
+def write_to_file_and_return_int(file_name, i):
+    """Celery's: appends ``i`` to the file (a line), returns it."""
+    with open(file_name, mode="a", buffering=1) as file_handle:
+        file_handle.write(str(i) + "\n")
+    return i
 
 
 from .floor import bench_floor_hop  # noqa: E402, F401 - the benchmark's floor row, in the worker
