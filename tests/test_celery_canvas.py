@@ -317,6 +317,26 @@ def test_add_to_chord_with_an_immutable_body_as_celery_runs_it(worker):
     assert order[-1] == "identity" and order.count("add3") == 3
 
 
+def test_add_to_chord_from_a_replacement_joins_the_replaced_tasks_chord(worker):
+    """Celery passes a replaced header task's chord on to its replacement."""
+    from tests.celery_suite import Case, check
+    from tests.testapp.tasks import replace_with_adder_to_chord
+
+    def make():
+        return chord([replace_with_adder_to_chord.s([1, 2], 4), identity.si(9)], identity.s())
+
+    check(
+        Case(
+            "add_to_chord from a replacement",
+            make,
+            ("ok", lambda r: sorted(r) == [0, 5, 6, 9]),
+            needs_redis=True,
+        )
+    )
+    wf = launch_canvas(make()).wait()
+    assert wf.status == W.SUCCESS and wf.result == [0, 9, 5, 6]  # added members' results last
+
+
 def test_add_to_chord_in_a_nested_chord_joins_the_inner_chord(worker):
     """A member added from an inner chord's header joins that chord only."""
     from tests.testapp.tasks import add_to_all_to_chord

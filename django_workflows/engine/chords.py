@@ -49,9 +49,10 @@ def add(task_id: str, workflow_id: str, signature: Any, attempt: Any) -> tuple[l
         current = TaskRun.objects.filter(pk=task_id, status=T.RUNNING)
         if attempt is not None:
             current = current.filter(claim=attempt)
-        options = current.select_for_update().values_list("options", flat=True).first()
-        if options is None:
+        caller = current.select_for_update().values("options", "mapped_from_id").first()
+        if caller is None:
             return [], None  # canceled, or a stale attempt: nothing joins
+        options = _chord_of(caller)
         if not options.get(CHORD):
             raise ValueError("Current task is not member of any chord")
         # Drawn as the calling task's sibling: from its parents, into the bodies.
@@ -60,6 +61,23 @@ def add(task_id: str, workflow_id: str, signature: Any, attempt: Any) -> tuple[l
         return [], None  # the chord failed or was canceled: nothing joins
     by_node = {run.node: run.pk for run in runs}
     return [run for run in runs if not run.waiting], _result(graph.result, by_node)
+
+
+def _chord_of(caller: dict) -> dict:
+    """The options naming the chord the caller is in: its own, or, for a task of
+    a replacement (``Task.replace``), those of the task it replaced, as Celery
+    passes a replaced header task's chord on to its replacement."""
+    options = caller["options"]
+    while not options.get(CHORD) and caller["mapped_from_id"] is not None:
+        caller = (
+            TaskRun.objects.filter(pk=caller["mapped_from_id"], replacement__isnull=False)
+            .values("options", "mapped_from_id")
+            .first()
+        )
+        if caller is None:  # a foreach item: in no chord of its own
+            break
+        options = caller["options"]
+    return options
 
 
 def join(workflow_id: Any, graph: Any, chord: dict, *, beside: Any) -> list[TaskRun] | None:

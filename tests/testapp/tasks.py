@@ -479,6 +479,12 @@ def add_to_all_to_chord(self, nums, val):
 
 
 @shared_task(bind=True)
+def replace_with_adder_to_chord(self, nums, val):
+    """A chord header task replaced by one that adds members to the chord."""
+    raise self.replace(add_to_all_to_chord.s(nums, val))
+
+
+@shared_task(bind=True)
 def add_chord_to_chord(self, nums, val):
     _record(self, (nums, val), {})
     self.add_to_chord(group([add3.s(num, val) for num in nums]) | tsum.s())
