@@ -9,6 +9,7 @@ canvas's own result is described the same way, so the tracked run returns
 what ``AsyncResult.get()`` of the native canvas would.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,17 +108,25 @@ class Graph:
     native_warnings: list[str] = field(default_factory=list)
 
 
-def compile_canvas(canvas: Any, app: Any = None) -> Graph:
-    """Flatten any Celery canvas (signature, chain, group, chord, nested) into a DAG."""
+def compile_canvas(
+    canvas: Any, app: Any = None, emit: Callable[[Node], None] | None = None
+) -> Graph:
+    """Flatten any Celery canvas (signature, chain, group, chord, nested) into a DAG.
+
+    With ``emit``, each node is handed to it once final, in index order, and
+    not kept: a launch saves a 100,000-task canvas as it compiles without
+    holding it whole. The graph returned then has no nodes.
+    """
     app = app or current_app
-    compiler = _Compiler(app)
+    nodes: list[Node] = []
+    compiler = _Compiler(app, emit or nodes.append)
     result, _ = compiler.add(canvas, parents=(), input=None)
     sig = maybe_signature(canvas, app=app)
     if isinstance(sig, group) and not isinstance(sig, _chord) and _lone_list(sig, result):
         # Celery's special case: a group whose only member gives a group's
         # result (a chain ending in a group) returns that result, unwrapped.
         result = result[0]
-    return Graph(nodes=compiler.nodes, result=result, native_warnings=compiler.warnings)
+    return Graph(nodes=nodes, result=result, native_warnings=compiler.warnings)
 
 
 def _lone_list(sig: group, result: Ref | None) -> bool:
@@ -132,11 +141,24 @@ def _lone_list(sig: group, result: Ref | None) -> bool:
 
 
 class _Compiler:
-    def __init__(self, app: Any) -> None:
+    """Compiles a canvas node by node, handing each to ``emit`` once final.
+
+    A node is final when made, except in a chord's header when the body may
+    need naming there (``CHORD_BODIES``, known once the body is compiled):
+    such a chord *holds* the nodes made meanwhile, and they go out, in
+    order, when no chord holds any more.
+    """
+
+    def __init__(self, app: Any, emit: Callable[[Node], None]) -> None:
         self.app = app
-        self.nodes: list[Node] = []
+        self.emit = emit
+        #: Nodes made so far: the next node's index.
+        self.count = 0
         self.warnings: list[str] = []
-        #: Nodes of a chord's header (compiled inner chords first).
+        #: Chords holding their nodes, and the nodes held (consecutive indexes).
+        self.holds = 0
+        self.held: list[Node] = []
+        #: Held nodes of a chord's header (compiled inner chords first).
         self.in_header: set[int] = set()
 
     def add(self, sig: Any, parents: tuple[int, ...], input: Ref | None) -> tuple[Ref, tuple]:
@@ -158,14 +180,15 @@ class _Compiler:
             return self._chain(sig, parents, input)
         if isinstance(sig, _chord):
             self._check_header(sig)
-            start = len(self.nodes)
+            start = self.count
+            hold = self._hold(sig.body)
             header = _header(sig)
             if sig.args:  # a chord's partial args are each header task's
                 header = [
                     maybe_signature(m, app=self.app).clone(args=tuple(sig.args)) for m in header
                 ]
             header_ref, header_ends = self._group(header, parents, input)
-            return self._body(sig.body, start, header_ends, header_ref)
+            return self._body(sig.body, start, header_ends, header_ref, hold)
         if isinstance(sig, group):
             return self._group(sig.tasks, parents, input)
         return self._task(sig, parents, input)
@@ -180,29 +203,66 @@ class _Compiler:
                 "The engine runs it with the results in header order."
             )
 
-    def _body(self, body: Any, start: int, header_ends: tuple, header_ref: Ref) -> tuple:
+    def _hold(self, body: Any, errbacks: list | None = None) -> bool:
+        """Start holding nodes for a chord with ``body`` unless its header nodes
+        cannot name it: a group or chord body never is, nor a plain task
+        without errbacks (the usual chord of a wide header)."""
+        body = maybe_signature(body, app=self.app)
+        hold = not isinstance(body, (group, _chord)) and (
+            type(body) is not Signature
+            or body.task == FOREACH_TASK
+            or bool(errbacks)
+            or bool(body.options.get("link_error"))
+        )
+        self.holds += hold
+        return hold
+
+    def _body(
+        self, body: Any, start: int, header_ends: tuple, header_ref: Ref, hold: bool
+    ) -> tuple:
         """Add a chord's body after its header (the nodes from ``start`` on).
 
         When the header fails, Celery calls the body's errbacks (a task's, or a
         chain's) with the body's id: each header node names the body for that.
+        ``hold`` says whether this chord held its nodes for it (:meth:`_hold`).
         """
-        at = len(self.nodes)
+        at = self.count
         ref, ends = self.add(body, header_ends, header_ref)
         body = maybe_signature(body, app=self.app)
-        entry = self.nodes[at] if at < len(self.nodes) else None
+        first = self.held[0].index if self.held else at
+        entry = self.held[at - first] if 0 <= at - first < len(self.held) else None
         # A failure calls the errbacks of the innermost chord whose header it
         # is in (the chord it fails does not fail the one around it, natively).
-        innermost = [node for node in self.nodes[start:at] if node.index not in self.in_header]
+        header = self.held[max(start - first, 0) : max(at - first, 0)]
+        innermost = [node for node in header if node.index not in self.in_header]
         self.in_header.update(node.index for node in innermost)
         if (
-            not isinstance(body, (group, _chord))
+            hold
+            and not isinstance(body, (group, _chord))
             and entry is not None
             and entry.options.get("link_error")
             and entry.parents == sorted(set(header_ends))
         ):
             for node in innermost:
                 node.options[CHORD_BODIES] = [at]
+        self.holds -= hold
+        if not self.holds:
+            self._release()
         return ref, ends
+
+    def _made(self, node: Node) -> None:
+        self.count += 1
+        if self.holds:
+            self.held.append(node)
+        else:
+            self.emit(node)
+
+    def _release(self) -> None:
+        """No chord holds: the held nodes are final."""
+        for node in self.held:
+            self.emit(node)
+        self.held.clear()
+        self.in_header.clear()
 
     def _chain(self, sig: _chain, parents: tuple, input: Ref | None) -> tuple[Ref, tuple]:
         ref, ends = input, parents
@@ -223,7 +283,7 @@ class _Compiler:
             steps[-1] = steps[-1].clone()
             for callback in callbacks:
                 steps[-1].link(maybe_signature(callback, app=self.app).clone())
-        header_start = None
+        header_start, held = None, False
         for position, step in enumerate(steps):
             # A group followed by a step is a chord (Celery upgrades it): a
             # chain's errbacks reach its header only as chord.link_error's do.
@@ -232,12 +292,13 @@ class _Compiler:
                 step = step.clone()
                 for errback in errbacks:
                     step.link_error(maybe_signature(errback, app=self.app).clone())
-            start = len(self.nodes)
+            start = self.count
+            hold = upgraded and self._hold(steps[position + 1], errbacks)
             if header_start is None:
                 ref, ends = self.add(step, ends, ref)
             else:
-                ref, ends = self._body(step, header_start, ends, ref)
-            header_start = start if upgraded else None
+                ref, ends = self._body(step, header_start, ends, ref, held)
+            header_start, held = (start, hold) if upgraded else (None, False)
         return ref, ends
 
     def _header_errbacks(self) -> bool:
@@ -269,18 +330,18 @@ class _Compiler:
                 f"foreach({item.task}) needs a step before it and a mutable signature: "
                 "it runs its task once for each item of the previous step's result."
             )
-        index, ends = self._task(item, parents, input)
-        self.nodes[index].map = True
-        return index, ends
+        return self._task(item, parents, input, map=True)
 
-    def _task(self, sig: Signature, parents: tuple, input: Ref | None) -> tuple[int, tuple]:
+    def _task(
+        self, sig: Signature, parents: tuple, input: Ref | None, map: bool = False
+    ) -> tuple[int, tuple]:
         options = {
             k: v
             for k, v in sig.options.items()
             if k not in _WIRING_OPTIONS and not (k == "link_error" and not v)
         }
         node = Node(
-            index=len(self.nodes),
+            index=self.count,
             task=sig.task,
             args=list(sig.args),
             kwargs=dict(sig.kwargs),
@@ -288,8 +349,9 @@ class _Compiler:
             immutable=bool(sig.immutable),
             input=None if sig.immutable else input,
             parents=sorted(set(parents)),
+            map=map,
         )
-        self.nodes.append(node)
+        self._made(node)
         # link callbacks run after the task with its result, outside the chain.
         for callback in sig.options.get("link") or ():
             self.add(callback, (node.index,), node.index)

@@ -1,9 +1,11 @@
 """Canvas -> DAG: nodes, edges and the inputs Celery would pass (no worker)."""
 
-import pytest
-from celery import chain, chord, group
+import copy
 
-from django_workflows.canvas import CHORD_BODIES, compile_canvas, resolve
+import pytest
+from celery import chain, chord, current_app, group
+
+from django_workflows.canvas import CHORD_BODIES, _Compiler, compile_canvas, foreach, resolve
 from django_workflows.exceptions import CanvasError
 from tests.testapp.tasks import add, collect, tsum
 
@@ -125,6 +127,51 @@ def test_a_chains_errbacks_reach_an_upgraded_chords_header_only_if_allowed():
     finally:
         current_app.conf.task_allow_error_cb_on_chord_header = False
     assert errbacks == [True, True, True, True]
+
+
+def _with_errback(sig):
+    sig.link_error(collect.si("errback"))
+    return sig
+
+
+def _canvases():
+    inner = chord([add.si(1, 1), add.si(2, 2)], add.si(3, 3))
+    linked = add.si(1, 1)
+    linked.link(add.s(5))
+    return {
+        "nested chords": _with_errback(chord([add.si(4, 4), inner], collect.si("body"))),
+        "chain body": chord([add.si(1, 1), add.si(2, 2)], _with_errback(add.s(1) | add.s(2))),
+        "upgraded chords": _with_errback(
+            chain(add.si(0, 0), group(add.si(1, 1), add.si(2, 2)), group(add.s(1)), tsum.s())
+        ),
+        "foreach body": chord([add.si(1, 1)], foreach(_with_errback(add.s(1)))),
+        "callbacks": chord([linked, add.si(2, 2)], _with_errback(tsum.s())),
+        "plain chord": chord([add.si(i, i) for i in range(5)], tsum.s()),
+    }
+
+
+@pytest.mark.parametrize("name", list(_canvases()))
+def test_nodes_are_handed_out_in_order_once_final(name):
+    emitted = []
+    graph = compile_canvas(_canvases()[name], emit=lambda node: emitted.append(copy.deepcopy(node)))
+    assert graph.nodes == []
+    assert emitted == compile_canvas(_canvases()[name]).nodes
+    assert [node.index for node in emitted] == list(range(len(emitted)))
+
+
+def made_before_handed_out(canvas):
+    """For each node, how many nodes were made after it before it was handed out."""
+    lags = []
+    compiler = _Compiler(current_app, lambda node: lags.append(compiler.count - node.index - 1))
+    compiler.add(canvas, (), None)
+    return lags
+
+
+def test_only_a_header_that_may_name_its_chords_body_waits_for_the_body():
+    assert made_before_handed_out(chain(*[add.s(1)] * 50)) == [0] * 50
+    assert made_before_handed_out(chord([add.si(i, i) for i in range(50)], tsum.s())) == [0] * 51
+    named = _with_errback(chord([add.si(i, i) for i in range(3)], tsum.s()))
+    assert made_before_handed_out(named) == [3, 2, 1, 0]
 
 
 def test_not_a_canvas_is_refused():
