@@ -42,8 +42,9 @@ _RUN_COLUMNS = (
 )
 
 
-#: Nodes a launch saves at a time (then lets go) as its canvas compiles.
-NODES_PER_WRITE = 1000
+#: Nodes a launch saves at a time (then lets go) as its canvas compiles: one
+#: statement per table each, as many statements as saving them all at once.
+NODES_PER_WRITE = rows.BATCH_SIZE
 
 
 class NodeIds:
