@@ -204,9 +204,10 @@ class _Compiler:
             )
 
     def _hold(self, body: Any, errbacks: list | None = None) -> bool:
-        """Start holding nodes for a chord with ``body`` unless its header nodes
-        cannot name it: a group or chord body never is, nor a plain task
-        without errbacks (the usual chord of a wide header)."""
+        """Whether a chord with ``body`` holds its nodes until the body is
+        compiled (and start holding if so). Its header names the body only
+        if the body has errbacks: a group or chord body, or a plain task
+        without errbacks (the usual chord of a wide header), holds nothing."""
         body = maybe_signature(body, app=self.app)
         hold = not isinstance(body, (group, _chord)) and (
             type(body) is not Signature
