@@ -9,7 +9,7 @@ canvas's own result is described the same way, so the tracked run returns
 what ``AsyncResult.get()`` of the native canvas would.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,15 +152,26 @@ class Graph:
     lazy_headers: list[LazyHeader] = field(default_factory=list)
 
 
-def compile_canvas(canvas: Any, app: Any = None, *, lazy: bool = False) -> Graph:
+def compile_canvas(
+    canvas: Any,
+    app: Any = None,
+    *,
+    lazy: bool = False,
+    emit: Callable[[Node], None] | None = None,
+) -> Graph:
     """Flatten any Celery canvas (signature, chain, group, chord, nested) into a DAG.
 
     With ``lazy`` (a launch), a chord whose header is a generator and is sent
     at launch (it follows no task) keeps it unread, as Celery does
     (:class:`LazyHeader`): the launch reads it once the run is saved.
+
+    With ``emit``, each node is handed to it once final, in index order, and
+    not kept: a launch saves a 100,000-task chain as it compiles without
+    holding it whole. The graph returned then has no nodes.
     """
     app = app or current_app
-    compiler = _Compiler(app, lazy=lazy)
+    nodes: list[Node] = []
+    compiler = _Compiler(app, emit or nodes.append, lazy=lazy)
     result, _ = compiler.add(canvas, parents=(), input=None)
     sig = maybe_signature(canvas, app=app)
     if isinstance(sig, group) and not isinstance(sig, _chord) and _lone_list(sig, result):
@@ -168,7 +179,7 @@ def compile_canvas(canvas: Any, app: Any = None, *, lazy: bool = False) -> Graph
         # result (a chain ending in a group) returns that result, unwrapped.
         result = result[0]
     return Graph(
-        nodes=compiler.nodes,
+        nodes=nodes,
         result=result,
         native_warnings=compiler.warnings,
         in_header=compiler.in_header,
@@ -188,10 +199,25 @@ def _lone_list(sig: group, result: Ref | None) -> bool:
 
 
 class _Compiler:
-    def __init__(self, app: Any, lazy: bool = False) -> None:
+    """Compiles a canvas node by node, handing each to ``emit`` once final.
+
+    A node is final when made, except inside a chord: its header's last tasks
+    name its body's first tasks (:data:`CHORD`), and its header tasks the body
+    whose errbacks a failure calls (:data:`CHORD_BODIES`), both known once the
+    body is compiled. So a chord *holds* the nodes made meanwhile, and they go
+    out, in order, when no chord holds any more: a chain or a group streams, a
+    chord's header is held until its body is compiled.
+    """
+
+    def __init__(self, app: Any, emit: Callable[[Node], None], lazy: bool = False) -> None:
         self.app = app
+        self.emit = emit
         self.lazy = lazy
-        self.nodes: list[Node] = []
+        #: Nodes made so far: the next node's index.
+        self.count = 0
+        #: Chords holding their nodes, and the nodes held (consecutive indexes).
+        self.holds = 0
+        self.held: list[Node] = []
         self.warnings: list[str] = []
         #: Nodes of a chord's header (compiled inner chords first).
         self.in_header: set[int] = set()
@@ -218,7 +244,8 @@ class _Compiler:
             if self.lazy and not parents and input is None and isinstance(sig.tasks, _regen):
                 return self._lazy_chord(sig)
             self._check_header(sig)
-            start = len(self.nodes)
+            start = self.count
+            self.holds += 1
             member = _Member(sig.args, _header_options(sig), self.app)
             header = [member.of(m) for m in _header(sig)]
             header_ref, header_ends = self._group(header, parents, input)
@@ -249,26 +276,52 @@ class _Compiler:
         Each last task of the header names the body's first tasks
         (:data:`CHORD`), for ``add_to_chord``.
         """
-        at = len(self.nodes)
+        at = self.count
         ref, ends = self.add(body, header_ends, header_ref)
         ours = {end for end in header_ends if end >= start}  # not the chord's parents
-        entries = [node.index for node in self.nodes[at:] if ours.intersection(node.parents)]
+        entries = [node.index for node in self._held(at) if ours.intersection(node.parents)]
         for end in sorted(ours):
-            self.nodes[end].options[CHORD] = entries
+            self._node(end).options[CHORD] = entries
         # A failure calls the errbacks of the innermost chord whose header it
         # is in (the chord it fails does not fail the one around it, natively).
-        innermost = [node for node in self.nodes[start:at] if node.index not in self.in_header]
+        innermost = [node for node in self._held(start, at) if node.index not in self.in_header]
         self.in_header.update(node.index for node in innermost)
         if bodies := self._errback_bodies(body, at, header_ends):
             for node in innermost:
                 node.options[CHORD_BODIES] = bodies
+        self._unhold()
         return ref, ends
+
+    def _made(self, node: Node) -> None:
+        self.count += 1
+        if self.holds:
+            self.held.append(node)
+        else:
+            self.emit(node)
+
+    def _held(self, start: int, stop: int | None = None) -> list[Node]:
+        """The held nodes of indexes ``start`` (to ``stop``)."""
+        first = self.held[0].index if self.held else self.count
+        return self.held[max(start - first, 0) : None if stop is None else max(stop - first, 0)]
+
+    def _node(self, index: int) -> Node | None:
+        """A held node, by index (None if it is not held: made before the hold)."""
+        held = self._held(index, index + 1)
+        return held[0] if held else None
+
+    def _unhold(self) -> None:
+        """A chord is done: once no chord holds, the held nodes are final."""
+        self.holds -= 1
+        if not self.holds:
+            for node in self.held:
+                self.emit(node)
+            self.held.clear()
 
     def _errback_bodies(self, body: Any, at: int, header_ends: tuple) -> list[int]:
         """The body whose errbacks a header failure calls, if it has any: a
         task's, or a chain's first task's (``[at]``); else ``[]``."""
         body = maybe_signature(body, app=self.app)
-        entry = self.nodes[at] if at < len(self.nodes) else None
+        entry = self._node(at)
         if (
             not isinstance(body, (group, _chord))
             and entry is not None
@@ -281,12 +334,13 @@ class _Compiler:
     def _lazy_chord(self, sig: _chord) -> tuple[Ref, tuple]:
         """A chord sent at launch whose header is a generator: its body now,
         held; its header members as the launch reads them (:class:`LazyHeader`)."""
-        at = len(self.nodes)
+        at = self.count
+        self.holds += 1
         body = _given(sig.body, _body_options(_own_options(sig)), self.app)
         ref, ends = self.add(body, (), [])
-        entries = [node.index for node in self.nodes[at:] if not node.parents]
-        for index in entries:
-            self.nodes[index].held = True
+        entries = [node.index for node in self._held(at) if not node.parents]
+        for node in self._held(at):
+            node.held = node.index in entries
         self.lazy_headers.append(
             LazyHeader(
                 tasks=sig.tasks,
@@ -295,6 +349,7 @@ class _Compiler:
                 errback_bodies=self._errback_bodies(body, at, ()),
             )
         )
+        self._unhold()
         return ref, ends
 
     def _chain(self, sig: _chain, parents: tuple, input: Ref | None) -> tuple[Ref, tuple]:
@@ -329,7 +384,9 @@ class _Compiler:
                 step = step.clone()
                 for errback in errbacks:
                     step.link_error(maybe_signature(errback, app=self.app).clone())
-            start = len(self.nodes)
+            start = self.count
+            if upgraded:  # the group is a chord's header: held until its body is compiled
+                self.holds += 1
             if header_start is None:
                 ref, ends = self.add(step, ends, ref)
             else:
@@ -366,18 +423,18 @@ class _Compiler:
                 f"foreach({item.task}) needs a step before it and a mutable signature: "
                 "it runs its task once for each item of the previous step's result."
             )
-        index, ends = self._task(item, parents, input)
-        self.nodes[index].map = True
-        return index, ends
+        return self._task(item, parents, input, map=True)
 
-    def _task(self, sig: Signature, parents: tuple, input: Ref | None) -> tuple[int, tuple]:
+    def _task(
+        self, sig: Signature, parents: tuple, input: Ref | None, map: bool = False
+    ) -> tuple[int, tuple]:
         options = {
             k: v
             for k, v in sig.options.items()
             if k not in _WIRING_OPTIONS and not (k == "link_error" and not v)
         }
         node = Node(
-            index=len(self.nodes),
+            index=self.count,
             task=sig.task,
             args=list(sig.args),
             kwargs=dict(sig.kwargs),
@@ -385,8 +442,9 @@ class _Compiler:
             immutable=bool(sig.immutable),
             input=None if sig.immutable else input,
             parents=sorted(set(parents)),
+            map=map,
         )
-        self.nodes.append(node)
+        self._made(node)
         # link callbacks run after the task with its result, outside the chain.
         for callback in sig.options.get("link") or ():
             self.add(callback, (node.index,), node.index)

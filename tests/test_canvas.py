@@ -1,12 +1,16 @@
 """Canvas -> DAG: nodes, edges and the inputs Celery would pass (no worker)."""
 
+import copy
+
 import pytest
-from celery import chain, chord, group
+from celery import chain, chord, current_app, group
 
 from django_workflows.canvas import (
     CHORD,
     CHORD_BODIES,
+    _Compiler,
     compile_canvas,
+    foreach,
     public_options,
     resolve,
 )
@@ -183,6 +187,54 @@ def test_a_canvas_gives_its_own_options_to_its_tasks_as_celery_sends_them():
     chorded = compile_canvas(chord([add.s(1, 1)], tsum.s()).set(countdown=3, queue="q"))
     assert [n.options.get("countdown") for n in chorded.nodes] == [3, None]
     assert [n.options["queue"] for n in chorded.nodes] == ["q", "q"]
+
+
+def _with_errback(sig):
+    sig.link_error(collect.si("errback"))
+    return sig
+
+
+def _canvases():
+    inner = chord([add.si(1, 1), add.si(2, 2)], add.si(3, 3))
+    linked = add.si(1, 1)
+    linked.link(add.s(5))
+    return {
+        "nested chords": _with_errback(chord([add.si(4, 4), inner], collect.si("body"))),
+        "chain body": chord([add.si(1, 1), add.si(2, 2)], _with_errback(add.s(1) | add.s(2))),
+        "upgraded chords": _with_errback(
+            chain(add.si(0, 0), group(add.si(1, 1), add.si(2, 2)), group(add.s(1)), tsum.s())
+        ),
+        "foreach body": chord([add.si(1, 1)], foreach(_with_errback(add.s(1)))),
+        "callbacks": chord([linked, add.si(2, 2)], _with_errback(tsum.s())),
+        "plain chord": chord([add.si(i, i) for i in range(5)], tsum.s()),
+    }
+
+
+@pytest.mark.parametrize("name", list(_canvases()))
+def test_nodes_are_handed_out_in_order_once_final(name):
+    emitted = []
+    graph = compile_canvas(_canvases()[name], emit=lambda node: emitted.append(copy.deepcopy(node)))
+    assert graph.nodes == []
+    assert emitted == compile_canvas(_canvases()[name]).nodes
+    assert [node.index for node in emitted] == list(range(len(emitted)))
+
+
+def made_before_handed_out(canvas):
+    """For each node, how many nodes were made after it before it was handed out."""
+    lags = []
+    compiler = _Compiler(current_app, lambda node: lags.append(compiler.count - node.index - 1))
+    compiler.add(canvas, (), None)
+    return lags
+
+
+def test_a_chain_streams_and_a_chords_header_waits_for_its_body():
+    """A chord's header names its body (its last tasks, for add_to_chord), so
+    its nodes go out once the body is compiled; a chain's go out as made."""
+    assert made_before_handed_out(chain(*[add.s(1)] * 50)) == [0] * 50
+    assert made_before_handed_out(group(add.s(1)) | add.s(2) | add.s(3)) == [2, 1, 0]
+    header = chord([add.si(i, i) for i in range(3)], tsum.s())
+    # (Celery folds the step after a chord into the chord's body)
+    assert made_before_handed_out(chain(add.si(0, 0), header, add.s(1))) == [0, 4, 3, 2, 1, 0]
 
 
 def test_not_a_canvas_is_refused():

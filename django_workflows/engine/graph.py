@@ -40,16 +40,51 @@ _RUN_COLUMNS = (
 )
 
 
-class NodeIds:
-    """The task run ids of ``count`` new nodes: time-ordered UUIDs (:mod:`..ids`),
-    kept as 16 bytes each rather than as objects, so a DAG's edges can name
-    both ends without holding every row."""
+#: Nodes a launch saves at a time (then lets go) as its canvas compiles: one
+#: statement per table each, as many statements as saving them all at once.
+NODES_PER_WRITE = rows.BATCH_SIZE
 
-    def __init__(self, count: int) -> None:
-        self._bytes = packed(count)
+
+class NodeIds:
+    """The task run ids of new nodes, drawn as the nodes come: time-ordered
+    UUIDs (:mod:`..ids`), kept as 16 bytes each rather than as objects, so a
+    DAG's edges can name both ends without holding every row."""
+
+    def __init__(self) -> None:
+        self._bytes = bytearray()
 
     def __getitem__(self, node: int) -> uuid.UUID:
-        return uuid.UUID(bytes=self._bytes[16 * node : 16 * node + 16])
+        end = 16 * node + 16
+        if end > len(self._bytes):
+            self._bytes += packed(max(end - len(self._bytes), 16 * NODES_PER_WRITE) // 16)
+        return uuid.UUID(bytes=bytes(self._bytes[end - 16 : end]))
+
+
+class RunWriter:
+    """Saves a new run's nodes as they come (:func:`save_runs`, :func:`save_edges`),
+    ``NODES_PER_WRITE`` at a time, and lets them go: a launch's memory stays
+    flat in its number of tasks. Past ``limit`` nodes are only counted (the
+    launch is refused, and its transaction rolled back)."""
+
+    def __init__(self, workflow_id: Any, *, claim: Any, now: Any, limit: int | None) -> None:
+        self.workflow_id, self.claim, self.now, self.limit = workflow_id, claim, now, limit
+        self.ids = NodeIds()
+        self.count = 0
+        self._batch: list[Node] = []
+
+    def add(self, node: Node) -> None:
+        self.count += 1
+        if self.limit is not None and self.count > self.limit:
+            return
+        self._batch.append(node)
+        if len(self._batch) >= NODES_PER_WRITE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._batch:
+            save_runs(self._batch, self.workflow_id, self.ids, claim=self.claim, now=self.now)
+            save_edges(node_edges_of(self._batch, self.ids))
+            self._batch = []
 
 
 def save_runs(

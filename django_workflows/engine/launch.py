@@ -2,7 +2,9 @@
 first tasks sent when it commits.
 
 Everything that can be refused (unknown name, bad payload, a canvas that
-cannot be tracked, too many tasks) is refused before anything is saved.
+cannot be tracked, too many tasks) is refused before anything is kept: the
+canvas is compiled as its nodes are saved, in that transaction, which a
+refusal rolls back before any task is sent.
 """
 
 import logging
@@ -32,7 +34,7 @@ from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
 from ..signals import workflow_started
 from . import chords, eager, progress
-from .graph import NodeIds, node_edges_of, save_edges, save_runs
+from .graph import RunWriter
 from .transitions import move_workflow
 
 logger = logging.getLogger(__name__)
@@ -66,9 +68,8 @@ def launch(
     check_payload(name, payload)
     definition.validate(payload)
     workflow_id = uuid7()  # director-style tasks are given it as an argument
-    graph = compile_canvas(definition.build(payload, workflow_id), lazy=True)
     return create(
-        graph,
+        definition.build(payload, workflow_id),
         id=workflow_id,
         name=name,
         payload=payload,
@@ -92,9 +93,8 @@ def launch_canvas(
     if idempotency_key and (existing := _existing(name, idempotency_key)):
         return existing
     check_payload(name, payload)
-    graph = compile_canvas(canvas, lazy=True)
     return create(
-        graph,
+        canvas,
         name=name,
         payload={} if payload is None else payload,
         user=user,
@@ -124,17 +124,13 @@ def _existing(name: str, key: str) -> Workflow | None:
     return workflow
 
 
-def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -> Workflow:
-    """Save the run and its whole DAG in one transaction; send the roots on commit."""
+def create(source: Any, *, name: str, payload: Any, user: Any, **fields: Any) -> Workflow:
+    """Save the run and its whole DAG in one transaction; send the roots on commit.
+
+    ``source`` is a canvas, compiled as its nodes are saved (they are not
+    all held at once), or an already compiled :class:`Graph` (a relaunch's copy).
+    """
     limit = get_setting("MAX_NODES")
-    if limit is not None and len(graph.nodes) > limit:
-        raise NodeLimitExceeded(
-            f"Workflow {name!r} has {len(graph.nodes)} tasks; the limit is {limit} "
-            "(DJANGO_WORKFLOWS['MAX_NODES'])."
-        )
-    for warning in graph.native_warnings:
-        logger.warning("Workflow %r: %s", name, warning)
-        warnings.warn(f"Workflow {name!r}: {warning}", NativeCeleryWarning, stacklevel=4)
     now = timezone.now()
     claim = uuid.uuid4()  # the roots' dispatch attempt
     try:
@@ -143,13 +139,26 @@ def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -
                 name=name,
                 payload=payload,
                 launched_by=user if getattr(user, "is_authenticated", False) else None,
-                result_ref=graph.result,
-                tasks_total=len(graph.nodes),
                 **fields,
             )
-            ids = NodeIds(len(graph.nodes))
-            save_runs(graph.nodes, workflow.pk, ids, claim=claim, now=now)
-            save_edges(node_edges_of(graph.nodes, ids))
+            writer = RunWriter(workflow.pk, claim=claim, now=now, limit=limit)
+            if isinstance(source, Graph):
+                graph = source
+                for node in graph.nodes:
+                    writer.add(node)
+            else:
+                graph = compile_canvas(source, emit=writer.add, lazy=True)
+            writer.flush()
+            if limit is not None and writer.count > limit:
+                raise NodeLimitExceeded(
+                    f"Workflow {name!r} has {writer.count} tasks; the limit is {limit} "
+                    "(DJANGO_WORKFLOWS['MAX_NODES'])."
+                )
+            for warning in graph.native_warnings:
+                logger.warning("Workflow %r: %s", name, warning)
+                warnings.warn(f"Workflow {name!r}: {warning}", NativeCeleryWarning, stacklevel=4)
+            workflow.result_ref, workflow.tasks_total = graph.result, writer.count
+            workflow.save(update_fields=["result_ref", "tasks_total"])
     except DataError as exc:
         raise CanvasError(
             f"Workflow {name!r} could not be saved: the database refused its arguments "
@@ -161,7 +170,7 @@ def create(graph: Graph, *, name: str, payload: Any, user: Any, **fields: Any) -
             return existing  # a concurrent launch with the same key won
         raise
     eager.after_commit(
-        lambda: _start(workflow, claim, has_roots=bool(graph.nodes), headers=graph.lazy_headers)
+        lambda: _start(workflow, claim, has_roots=writer.count > 0, headers=graph.lazy_headers)
     )
     if eager.enabled():
         workflow.refresh_from_db()  # it ran inline: show how it ended

@@ -42,6 +42,22 @@ class TestAtLaunch:
         )
         assert not Workflow.objects.exists() and not TaskRun.objects.exists()
 
+    @pytest.mark.django_db(transaction=True)  # commits: a message would be sent
+    def test_too_many_tasks_is_refused_after_some_were_saved_and_nothing_is_kept(self, monkeypatch):
+        sent = []
+        monkeypatch.setattr("django_workflows.engine.graph.NODES_PER_WRITE", 2)
+        monkeypatch.setattr(
+            "django_workflows.engine.progress.dispatch", lambda runs, results: sent.extend(runs)
+        )
+        with limits(MAX_NODES=5), pytest.raises(NodeLimitExceeded) as error:
+            launch_canvas(group(add.s(i, i) for i in range(9)), name="wide")
+
+        assert str(error.value) == (
+            "Workflow 'wide' has 9 tasks; the limit is 5 (DJANGO_WORKFLOWS['MAX_NODES'])."
+        )
+        assert not Workflow.objects.exists() and not TaskRun.objects.exists()
+        assert sent == []
+
     def test_at_the_limit_is_fine(self):
         with limits(MAX_NODES=3):
             wf = launch_canvas(chain(add.s(1, 1), add.s(1), add.s(1)))

@@ -121,3 +121,33 @@ def test_broker_down_fails_a_chord_whose_header_is_read_from_a_generator(broker_
     statuses = dict(wf.task_runs.values_list("task", "status"))
     assert statuses == {tsum.name: T.UPSTREAM_FAILED, add.name: T.FAILURE}  # read no further
     assert wf.status == W.FAILURE and wf.tasks_finished == wf.tasks_total
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_canvas_is_saved_a_batch_at_a_time_as_it_compiles(monkeypatch, sent):
+    """Each batch is saved before the next is compiled: the launch never holds
+    the whole DAG. The run's totals and result are those of the whole canvas."""
+    saved = []
+    monkeypatch.setattr("django_workflows.engine.graph.NODES_PER_WRITE", 3)
+    monkeypatch.setattr(
+        "django_workflows.engine.graph.save_runs",
+        _recording(saved, "django_workflows.engine.graph.save_runs"),
+    )
+    wf = launch_canvas(add.s(1, 1) | group(add.s(i) for i in range(6)) | tsum.s())
+    assert saved == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    wf.refresh_from_db()
+    assert (wf.tasks_total, wf.result_ref) == (8, 7)
+    runs = {run.node: run for run in wf.task_runs.all()}
+    assert sorted(p.node for p in runs[7].parents.all()) == [1, 2, 3, 4, 5, 6]
+    assert [run.node for run in sent] == [0]
+
+
+def _recording(saved, path):
+    module, name = path.rsplit(".", 1)
+    real = getattr(importlib.import_module(module), name)
+
+    def save(nodes, *args, **kwargs):
+        saved.append([node.index for node in nodes])
+        return real(nodes, *args, **kwargs)
+
+    return save
