@@ -114,6 +114,13 @@ def _settle(sent: send.Sent) -> OperationalError | None:
     return sent.broker_error
 
 
+def _send_in_claim(claimed: list[TaskRun], known: dict[int, Any]) -> send.Sent | None:
+    """In the transaction that claimed them: send the claimed task runs that go
+    as they are (not the expanded ones), before it commits (``send.send_in_claim``)."""
+    ready = [run for run in claimed if not _expanded(run)]
+    return send.send_in_claim(ready, send.with_inputs(ready, known)) if ready else None
+
+
 def _expanded(run: TaskRun) -> bool:
     """A foreach node, or a task that replaced itself: the engine decides its
     outcome from the task runs it expanded into; it is never sent as is."""
@@ -196,8 +203,7 @@ def release_held(workflow_id: Any, nodes: list[int]) -> None:
         held = TaskRun.objects.filter(workflow_id=workflow_id, node__in=nodes)
         release_children(held, claim=claim, queued_at=now)
         claimed = list(held.filter(claim=claim, status=T.QUEUED))
-        ready = [run for run in claimed if not _expanded(run)]
-        sent = send.send_in_claim(ready, send.with_inputs(ready, {})) if ready else None
+        sent = _send_in_claim(claimed, {})
     if claimed:
         changed(workflow_id, [run.pk for run in claimed], T.QUEUED)
     if sent is not None and _settle(sent) is not None:
@@ -306,8 +312,7 @@ def _record_success(
         )
         if done is None:
             return None  # already recorded (a message delivered twice), canceled, or stale
-        ready = [run for run in done.claimed if not _expanded(run)]
-        sent = send.send_in_claim(ready, send.with_inputs(ready, known)) if ready else None
+        sent = _send_in_claim(done.claimed, known)
     changed(workflow_id, [task_id], T.SUCCESS)
     if done.claimed:
         changed(workflow_id, [r.pk for r in done.claimed], T.QUEUED)
