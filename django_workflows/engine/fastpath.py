@@ -6,6 +6,8 @@ it), and on PostgreSQL a success in one statement. Each stays within the
 transitions of :mod:`.transitions`, asserted where the SQL names statuses.
 """
 
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +66,7 @@ def start(task_id: Any, *, started_at: Any, worker: str, retries: int, attempt: 
     sources = sorted(TASK_TRANSITIONS[T.RUNNING])
     table = connection.ops.quote_name(TaskRun._meta.db_table)
     current = "" if attempt is None else " AND claim = %s"
-    run_id = _db_value("id", task_id)
+    run_id = db_value("id", task_id)
     no_flush, flushed = "", ""
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         no_flush = "WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)) "
@@ -76,12 +78,12 @@ def start(task_id: Any, *, started_at: Any, worker: str, retries: int, attempt: 
     )
     params = [
         T.RUNNING,
-        _db_value("started_at", started_at),
+        db_value("started_at", started_at),
         worker,
         retries,
         run_id,
         *sources,
-        *([] if attempt is None else [_db_value("claim", attempt)]),
+        *([] if attempt is None else [db_value("claim", attempt)]),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -92,7 +94,7 @@ def start(task_id: Any, *, started_at: Any, worker: str, retries: int, attempt: 
         return cursor.rowcount == 1
 
 
-def _db_value(field: str, value: Any) -> Any:
+def db_value(field: str, value: Any) -> Any:
     """``value`` as the ORM would write it to that column (SQLite: UUIDs as 32
     hex digits, datetimes as naive UTC text)."""
     return TaskRun._meta.get_field(field).get_db_prep_value(value, connection)
@@ -190,8 +192,8 @@ WITH done AS (
     WHERE edge.to_taskrun_id = done.id AND child.id = edge.from_taskrun_id
     RETURNING child.*
 )
-SELECT claimed.*, (SELECT count(*) FROM done) AS moved,
-    (SELECT count(*) FROM released WHERE status = %(pending)s) AS still_pending
+SELECT (SELECT count(*) FROM done) AS moved,
+    (SELECT count(*) FROM released WHERE status = %(pending)s) AS still_pending, {claimed}
 FROM (SELECT 1) AS one LEFT JOIN released AS claimed ON claimed.claim = %(claim)s::uuid
 """
 
@@ -203,6 +205,7 @@ def _succeed_in_one_statement(
         run=connection.ops.quote_name(TaskRun._meta.db_table),
         workflow=connection.ops.quote_name(Workflow._meta.db_table),
         edge=connection.ops.quote_name(Edge._meta.db_table),
+        claimed=task_run_columns("claimed."),
     )
     assert TASK_TRANSITIONS[T.SUCCESS] >= ACTIVE_TASK
     params = {
@@ -218,12 +221,67 @@ def _succeed_in_one_statement(
         "queued": T.QUEUED,
         **counters.SUCCESS,
     }
-    rows = list(TaskRun.objects.raw(sql, params))
-    if not rows[0].moved:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    moved, still_pending = rows[0][:2]
+    if not moved:
         return None
-    return Succeeded(
-        claimed=[row for row in rows if row.pk is not None], may_finish=not rows[0].still_pending
-    )
+    claimed = [row[2:] for row in rows if row[2] is not None]
+    return Succeeded(claimed=as_task_runs(claimed), may_finish=not still_pending)
+
+
+def task_run_columns(prefix: str = "") -> str:
+    """A task run's columns in the model's field order, for a RETURNING or a
+    SELECT that :func:`as_task_runs` reads back."""
+    quote = connection.ops.quote_name
+    return ", ".join(prefix + quote(field.column) for field in TaskRun._meta.concrete_fields)
+
+
+def as_task_runs(rows: Iterable[Sequence[Any]]) -> list[TaskRun]:
+    """Rows of :func:`task_run_columns` as task runs, converted as the ORM converts them.
+
+    What ``TaskRun.objects.raw()`` does, without its set-up on every call
+    (resolving the columns, the converters): that cost more than the success
+    statement's own round trip.
+    """
+    return [
+        TaskRun.from_db(connection.alias, None, values) for values in converted(rows, _ALL_FIELDS)
+    ]
+
+
+def converted(rows: Iterable[Sequence[Any]], fields: tuple[str, ...]) -> list[list[Any]]:
+    """Rows of plain SQL selecting the task run ``fields``' columns, with their
+    values converted as the ORM converts them (JSON decoded, UUIDs and dates
+    of SQLite's text)."""
+    converters = _converters(connection.vendor, fields)
+    result = []
+    for row in rows:
+        values = list(row)
+        for index, column, functions in converters:
+            for convert in functions:
+                values[index] = convert(values[index], column, connection)
+        result.append(values)
+    return result
+
+
+_ALL_FIELDS = tuple(field.name for field in TaskRun._meta.concrete_fields)
+
+
+@functools.cache
+def _converters(
+    vendor: str, fields: tuple[str, ...]
+) -> list[tuple[int, Any, list[Callable[..., Any]]]]:
+    """(position, column, converters) of each of ``fields`` whose values need
+    converting (the backend's and the field's, as the ORM's compiler finds
+    them); the same for every connection to one vendor."""
+    found = []
+    for index, name in enumerate(fields):
+        column = TaskRun._meta.get_field(name).get_col(TaskRun._meta.db_table)
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if functions:
+            found.append((index, column, functions))
+    return found
 
 
 #: :func:`succeed` on SQLite: the three writes of ``_SUCCEED_SQL`` as three
@@ -248,7 +306,7 @@ UPDATE {run} SET
                         AND NOT is_map AND replacement IS NULL
                    THEN %(now)s ELSE sent_at END
 WHERE id IN (SELECT from_taskrun_id FROM {edge} WHERE to_taskrun_id = %(id)s)
-RETURNING *
+RETURNING {columns}
 """
 
 
@@ -263,7 +321,7 @@ def _succeed_in_three_statements(
         "edge": connection.ops.quote_name(Edge._meta.db_table),
     }
     active = sorted(ACTIVE_TASK)
-    run_id, now = _db_value("id", task_id), _db_value("finished_at", finished_at)
+    run_id, now = db_value("id", task_id), db_value("finished_at", finished_at)
     done = _SQLITE_DONE.format(
         active=", ".join(["%s"] * len(active)),
         current="" if attempt is None else " AND claim = %s",
@@ -271,7 +329,7 @@ def _succeed_in_three_statements(
     )
     params = [T.SUCCESS, result_json, now, run_id, *active]
     with connection.cursor() as cursor:
-        cursor.execute(done, params + ([] if attempt is None else [_db_value("claim", attempt)]))
+        cursor.execute(done, params + ([] if attempt is None else [db_value("claim", attempt)]))
         if cursor.rowcount != 1:
             return None
         cursor.execute(
@@ -279,22 +337,20 @@ def _succeed_in_three_statements(
             [
                 counters.SUCCESS["finished"],
                 counters.SUCCESS["succeeded"],
-                _db_value("workflow", workflow_id),
+                db_value("workflow", workflow_id),
             ],
         )
-    new_claim = _db_value("claim", claim)
-    touched = list(
-        TaskRun.objects.raw(
-            _SQLITE_RELEASED.format(**names),
+        cursor.execute(
+            _SQLITE_RELEASED.format(columns=task_run_columns(), **names),
             {
                 "pending": T.PENDING,
                 "queued": T.QUEUED,
-                "claim": new_claim,
+                "claim": db_value("claim", claim),
                 "now": now,
                 "id": run_id,
             },
         )
-    )
+        touched = as_task_runs(cursor.fetchall())
     return Succeeded(
         claimed=[child for child in touched if child.status == T.QUEUED and child.claim == claim],
         may_finish=not any(child.status == T.PENDING for child in touched),

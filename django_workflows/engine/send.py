@@ -6,6 +6,7 @@ and node the message belongs to. This module only sends and says what it
 could not send; :mod:`.progress` decides what a failed send means.
 """
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from ..conf import get_setting
 from ..headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 from ..models import TaskRun
 from . import eager
+from .fastpath import converted, db_value
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +40,29 @@ class Sent:
 
 
 def results_of(workflow_id: Any, nodes: Iterable[int]) -> dict[int, Any]:
-    """node index -> stored result, for ``nodes`` of a run, in one query."""
-    return dict(
-        TaskRun.objects.filter(workflow_id=workflow_id, node__in=nodes).values_list(
-            "node", "result"
+    """node index -> stored result, for ``nodes`` of a run, in one query.
+
+    Plain SQL, the nodes as one parameter (a PostgreSQL array, a SQLite JSON
+    list): this is on a join's critical path, and for a 100-member chord the
+    ORM took longer to build its ``IN`` of 100 parameters and convert the rows
+    than the database took to answer.
+    """
+    nodes = list(nodes)
+    if not nodes:
+        return {}
+    if connection.vendor == "postgresql":
+        among, params = "= ANY(%s)", [nodes]
+    elif connection.vendor == "sqlite":
+        among, params = "IN (SELECT value FROM json_each(%s))", [json.dumps(nodes)]
+    else:
+        among, params = f"IN ({', '.join(['%s'] * len(nodes))})", nodes
+    table = connection.ops.quote_name(TaskRun._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT node, result FROM {table} WHERE workflow_id = %s AND node {among}",
+            [db_value("workflow", workflow_id), *params],
         )
-    )
+        return dict(converted(cursor.fetchall(), ("node", "result")))
 
 
 def with_inputs(runs: list[TaskRun], results: dict[int, Any]) -> dict[int, Any]:
