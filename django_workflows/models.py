@@ -167,17 +167,22 @@ class Workflow(models.Model):
 
         Returns ``self``, refreshed. Raises ``TimeoutError`` if the run is
         still going after ``timeout`` seconds (``None`` waits for ever).
+        While it waits it reads only the status, every ``interval`` seconds:
+        a waiting launcher shares the machine with the run's workers.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        self.refresh_from_db()
-        while not self.is_finished:
+        status = Workflow.objects.filter(pk=self.pk).values_list("status", flat=True)
+        while status.first() not in FINISHED_WORKFLOW:
             if deadline is not None and time.monotonic() >= deadline:
+                self.refresh_from_db()
+                if self.is_finished:
+                    return self
                 raise TimeoutError(
                     f"Workflow {self.pk} ({self.name}) is still {self.status} "
                     f"after {timeout} s: {self.tasks_finished}/{self.tasks_total} tasks finished."
                 )
             time.sleep(interval)
-            self.refresh_from_db()
+        self.refresh_from_db()
         return self
 
     # Operations: see django_workflows.engine.operations for what each guarantees.

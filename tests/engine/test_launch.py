@@ -4,7 +4,8 @@ import importlib
 
 import pytest
 from celery import chord, group
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from django_workflows import launch, launch_canvas
 from django_workflows.exceptions import BrokerUnavailable
@@ -151,3 +152,16 @@ def _recording(saved, path):
         return real(nodes, *args, **kwargs)
 
     return save
+
+
+@pytest.mark.django_db
+def test_wait_reads_the_status_until_the_run_finishes_then_the_whole_run(sent):
+    wf = launch_canvas(add.s(1, 2))
+    with CaptureQueriesContext(connection) as queries, pytest.raises(TimeoutError) as error:
+        wf.wait(timeout=0.2, interval=0.05)
+    assert "is still pending after 0.2 s: 0/1 tasks finished" in str(error.value)
+    polls = [q["sql"] for q in queries.captured_queries[:-1]]
+    assert len(polls) >= 2 and all('"status"' in sql and '"payload"' not in sql for sql in polls)
+
+    Workflow.objects.filter(pk=wf.pk).update(status=W.SUCCESS, result=3)
+    assert wf.wait(timeout=1).result == 3
