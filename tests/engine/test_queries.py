@@ -123,3 +123,30 @@ def test_the_start_never_weakens_a_callers_commit(sent):
         assert synchronous_commit() == "on"
     assert engine.task_started(str(root.pk), str(wf.pk), "w1")  # delivered again
     assert synchronous_commit() == "on"
+
+
+@pytest.mark.django_db
+def test_plain_reads_of_the_hot_path_give_what_the_orm_gives(settings):
+    """The success and the join read rows with plain SQL (no ORM set-up on every
+    call): the task runs and results they give are the ORM's, value and type."""
+    from django_workflows.engine.fastpath import as_task_runs, db_value, task_run_columns
+    from django_workflows.engine.send import results_of
+
+    wf = launch_canvas(chord([add.s(1, 1), add.s(2, 2)], tsum.s()))
+    TaskRun = wf.task_runs.model
+    wf.task_runs.filter(node=0).update(result={"a": [1, 2.5], "b": None}, worker="w")
+    table = connection.ops.quote_name(TaskRun._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {task_run_columns()} FROM {table} WHERE workflow_id = %s",
+            [db_value("workflow", wf.pk)],
+        )
+        plain = {run.pk: run for run in as_task_runs(cursor.fetchall())}
+    orm = {run.pk: run for run in wf.task_runs.all()}
+    assert plain.keys() == orm.keys() and len(plain) == 3
+    for pk, run in orm.items():
+        for field in TaskRun._meta.concrete_fields:
+            mine, theirs = getattr(plain[pk], field.attname), getattr(run, field.attname)
+            assert (mine, type(mine)) == (theirs, type(theirs)), field.attname
+    assert results_of(wf.pk, [0, 1, 7]) == {0: {"a": [1, 2.5], "b": None}, 1: None}
+    assert results_of(wf.pk, []) == {}
