@@ -171,8 +171,8 @@ class Workflow(models.Model):
         a waiting launcher shares the machine with the run's workers.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        status = Workflow.objects.filter(pk=self.pk).values_list("status", flat=True)
-        while status.first() not in FINISHED_WORKFLOW:
+        statuses = Workflow.objects.values_list("status", flat=True)
+        while statuses.get(pk=self.pk) not in FINISHED_WORKFLOW:
             if deadline is not None and time.monotonic() >= deadline:
                 self.refresh_from_db()
                 if self.is_finished:
