@@ -7,6 +7,8 @@ transitions of :mod:`.transitions`, asserted where the SQL names statuses.
 """
 
 import functools
+import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,35 +66,53 @@ def start(task_id: Any, *, started_at: Any, worker: str, retries: int, attempt: 
     synchronous commit flushes the start with it. A database crash in
     between loses the mark, never an outcome.
     """
-    sources = sorted(TASK_TRANSITIONS[T.RUNNING])
-    table = connection.ops.quote_name(TaskRun._meta.db_table)
-    current = "" if attempt is None else " AND claim = %s"
     run_id = db_value("id", task_id)
-    no_flush, flushed = "", ""
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        no_flush = "WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)) "
-        flushed = " AND EXISTS (SELECT 1 FROM no_flush)"
-    sql = (
-        f"{no_flush}UPDATE {table} SET status = %s, started_at = %s, worker = %s, "
-        f"attempts = attempts + 1, retries = %s "
-        f"WHERE id = %s AND status IN ({', '.join(['%s'] * len(sources))}){current}{flushed}"
+    postgres = connection.vendor == "postgresql"
+    sql = _start_sql(
+        connection.vendor, attempt is not None, postgres and not connection.in_atomic_block
     )
     params = [
-        T.RUNNING,
         db_value("started_at", started_at),
         worker,
         retries,
         run_id,
-        *sources,
         *([] if attempt is None else [db_value("claim", attempt)]),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        if cursor.rowcount == 1 or attempt is None or connection.vendor != "postgresql":
+        if cursor.rowcount == 1 or attempt is None or not postgres:
             return cursor.rowcount == 1
+        table = connection.ops.quote_name(TaskRun._meta.db_table)
         cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE", [run_id])
         cursor.execute(sql, params)
         return cursor.rowcount == 1
+
+
+@functools.cache
+def _start_sql(vendor: str, with_attempt: bool, no_flush: bool) -> str:
+    """:func:`start`'s UPDATE (built once for each vendor and form)."""
+    table = connection.ops.quote_name(TaskRun._meta.db_table)
+    current = " AND claim = %s" if with_attempt else ""
+    without_flush, flushed = "", ""
+    if no_flush:
+        without_flush = "WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)) "
+        flushed = " AND EXISTS (SELECT 1 FROM no_flush)"
+    return (
+        f"{without_flush}UPDATE {table} SET status = {literal(T.RUNNING)}, started_at = %s, "
+        f"worker = %s, attempts = attempts + 1, retries = %s "
+        f"WHERE id = %s AND status IN ({literal(*TASK_TRANSITIONS[T.RUNNING])}){current}{flushed}"
+    )
+
+
+def literal(*statuses: str) -> str:
+    """Statuses (the models' own constants) as SQL string literals, comma-separated.
+
+    Written into the hot path's statements rather than sent as parameters:
+    PostgreSQL then parses and plans a shorter statement, and psycopg has
+    fewer values to quote.
+    """
+    assert all(re.fullmatch("[a-z_]+", status) for status in statuses), statuses
+    return ", ".join(f"'{status}'" for status in sorted(statuses))
 
 
 def db_value(field: str, value: Any) -> Any:
@@ -161,94 +181,142 @@ def succeed(
     )
 
 
+#: The fields of a claimed child that a success returns, in the model's field
+#: order: what sending it reads (:func:`.send.publish`), and what tells an
+#: expanded node (foreach, replaced) and its claim. Its other fields are
+#: deferred, loaded if read: returning all 31 columns cost the hot path about
+#: a third of its statement's time (parsed, planned, sent and converted).
+SENT_FIELDS = tuple(
+    field.attname
+    for field in TaskRun._meta.concrete_fields
+    if field.attname
+    in {
+        "id",
+        "workflow_id",
+        "node",
+        "task",
+        "args",
+        "kwargs",
+        "options",
+        "input",
+        "claim",
+        "status",
+        "is_hook",
+        "is_map",
+        "map_size",
+        "replacement",
+    }
+)
+
 #: The three writes of :func:`succeed` in one round trip, with the same
 #: guarded transitions: ``done`` moves the task run only from an active state;
-#: ``released`` is :func:`release_children`'s conditional UPDATE; the claimed
-#: children come back whole (RETURNING), so nothing is read again.
+#: ``released`` is :func:`release_children`'s conditional UPDATE. No row: the
+#: task run was not moved. Otherwise one row per child touched (the claimed
+#: ones, with :data:`SENT_FIELDS`, and those still pending), or one row of
+#: NULLs for a task without children.
 _SUCCEED_SQL = """
 WITH done AS (
-    UPDATE {run}
-    SET status = %(success)s, result = NULLIF(%(result)s::jsonb, 'null'), finished_at = %(now)s
-    WHERE id = %(id)s AND status = ANY(%(active)s)
-        AND (%(attempt)s::uuid IS NULL OR claim = %(attempt)s::uuid)
+    UPDATE {run} SET status = {success}, result = %(result)s::jsonb, finished_at = %(now)s
+    WHERE id = %(id)s AND status IN ({active}){current}
     RETURNING id
 ), counted AS (
-    UPDATE {workflow}
-    SET tasks_finished = tasks_finished + %(finished)s,
-        tasks_succeeded = tasks_succeeded + %(succeeded)s
+    UPDATE {workflow} SET
+        tasks_finished = tasks_finished + {finished},
+        tasks_succeeded = tasks_succeeded + {succeeded}
     WHERE id = %(workflow)s AND EXISTS (SELECT 1 FROM done)
 ), released AS (
     UPDATE {run} AS child SET
         waiting = child.waiting - 1,
-        status = CASE WHEN child.waiting = 1 AND child.status = %(pending)s
-                      THEN %(queued)s ELSE child.status END,
-        claim = CASE WHEN child.waiting = 1 AND child.status = %(pending)s
+        status = CASE WHEN child.waiting = 1 AND child.status = {pending}
+                      THEN {queued} ELSE child.status END,
+        claim = CASE WHEN child.waiting = 1 AND child.status = {pending}
                      THEN %(claim)s::uuid ELSE child.claim END,
-        queued_at = CASE WHEN child.waiting = 1 AND child.status = %(pending)s
+        queued_at = CASE WHEN child.waiting = 1 AND child.status = {pending}
                          THEN %(now)s ELSE child.queued_at END,
-        sent_at = CASE WHEN child.waiting = 1 AND child.status = %(pending)s
+        sent_at = CASE WHEN child.waiting = 1 AND child.status = {pending}
                             AND NOT child.is_map AND child.replacement IS NULL
                        THEN %(now)s ELSE child.sent_at END
     FROM {edge} AS edge, done
     WHERE edge.to_taskrun_id = done.id AND child.id = edge.from_taskrun_id
-    RETURNING child.*
+    RETURNING {columns}
 )
-SELECT (SELECT count(*) FROM done) AS moved,
-    (SELECT count(*) FROM released WHERE status = %(pending)s) AS still_pending, {claimed}
-FROM (SELECT 1) AS one LEFT JOIN released AS claimed ON claimed.claim = %(claim)s::uuid
+SELECT released.* FROM done LEFT JOIN released ON true
 """
+
+
+@functools.cache
+def _succeed_sql(with_attempt: bool) -> str:
+    """``_SUCCEED_SQL`` (PostgreSQL's) with its names and constants written in (built once)."""
+    quote = connection.ops.quote_name
+    assert TASK_TRANSITIONS[T.SUCCESS] >= ACTIVE_TASK
+    assert T.PENDING in TASK_TRANSITIONS[T.QUEUED]
+    return _SUCCEED_SQL.format(
+        run=quote(TaskRun._meta.db_table),
+        workflow=quote(Workflow._meta.db_table),
+        edge=quote(Edge._meta.db_table),
+        columns=task_run_columns(SENT_FIELDS, "child."),
+        success=literal(T.SUCCESS),
+        active=literal(*ACTIVE_TASK),
+        pending=literal(T.PENDING),
+        queued=literal(T.QUEUED),
+        current=" AND claim = %(attempt)s::uuid" if with_attempt else "",
+        **{name: int(n) for name, n in counters.SUCCESS.items()},
+    )
 
 
 def _succeed_in_one_statement(
     task_id: Any, workflow_id: Any, result_json: str, finished_at: Any, claim: Any, attempt: Any
 ) -> Succeeded | None:
-    sql = _SUCCEED_SQL.format(
-        run=connection.ops.quote_name(TaskRun._meta.db_table),
-        workflow=connection.ops.quote_name(Workflow._meta.db_table),
-        edge=connection.ops.quote_name(Edge._meta.db_table),
-        claimed=task_run_columns("claimed."),
-    )
-    assert TASK_TRANSITIONS[T.SUCCESS] >= ACTIVE_TASK
     params = {
         "id": str(task_id),
         "workflow": str(workflow_id),
-        "result": result_json,
+        # a None result is SQL NULL, as the ORM stores it, not JSON null
+        "result": None if result_json == "null" else result_json,
         "now": finished_at,
         "claim": str(claim),
         "attempt": None if attempt is None else str(attempt),
-        "success": T.SUCCESS,
-        "active": sorted(ACTIVE_TASK),
-        "pending": T.PENDING,
-        "queued": T.QUEUED,
-        **counters.SUCCESS,
     }
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_succeed_sql(attempt is not None), params)
         rows = cursor.fetchall()
-    moved, still_pending = rows[0][:2]
-    if not moved:
+    if not rows:
         return None
-    claimed = [row[2:] for row in rows if row[2] is not None]
-    return Succeeded(claimed=as_task_runs(claimed), may_finish=not still_pending)
+    return _claimed(as_task_runs([row for row in rows if row[0] is not None], SENT_FIELDS), claim)
 
 
-def task_run_columns(prefix: str = "") -> str:
-    """A task run's columns in the model's field order, for a RETURNING or a
-    SELECT that :func:`as_task_runs` reads back."""
+def _claimed(touched: list[TaskRun], claim: Any) -> Succeeded:
+    """What a success did, from the children its release touched."""
+    claim = uuid.UUID(str(claim))
+    return Succeeded(
+        claimed=[child for child in touched if child.status == T.QUEUED and child.claim == claim],
+        may_finish=not any(child.status == T.PENDING for child in touched),
+    )
+
+
+def task_run_columns(fields: Sequence[str] = (), prefix: str = "") -> str:
+    """The columns of a task run's ``fields`` (attnames, default all), in the
+    model's field order, for a RETURNING or a SELECT that :func:`as_task_runs`
+    reads back."""
     quote = connection.ops.quote_name
-    return ", ".join(prefix + quote(field.column) for field in TaskRun._meta.concrete_fields)
+    return ", ".join(
+        prefix + quote(field.column)
+        for field in TaskRun._meta.concrete_fields
+        if not fields or field.attname in fields
+    )
 
 
-def as_task_runs(rows: Iterable[Sequence[Any]]) -> list[TaskRun]:
-    """Rows of :func:`task_run_columns` as task runs, converted as the ORM converts them.
+def as_task_runs(rows: Iterable[Sequence[Any]], fields: Sequence[str] = ()) -> list[TaskRun]:
+    """Rows of :func:`task_run_columns` as task runs, converted as the ORM
+    converts them; the fields not in ``fields`` (attnames, default all) are
+    deferred, as with ``only()``.
 
     What ``TaskRun.objects.raw()`` does, without its set-up on every call
     (resolving the columns, the converters): that cost more than the success
     statement's own round trip.
     """
-    return [
-        TaskRun.from_db(connection.alias, None, values) for values in converted(rows, _ALL_FIELDS)
-    ]
+    fields = tuple(fields) or _ALL_FIELDS
+    names = None if fields == _ALL_FIELDS else fields
+    return [TaskRun.from_db(connection.alias, names, values) for values in converted(rows, fields)]
 
 
 def converted(rows: Iterable[Sequence[Any]], fields: tuple[str, ...]) -> list[list[Any]]:
@@ -259,7 +327,7 @@ def converted(rows: Iterable[Sequence[Any]], fields: tuple[str, ...]) -> list[li
     return list(compiler.apply_converters(rows, _converters(connection.vendor, fields)))
 
 
-_ALL_FIELDS = tuple(field.name for field in TaskRun._meta.concrete_fields)
+_ALL_FIELDS = tuple(field.attname for field in TaskRun._meta.concrete_fields)
 
 
 @functools.cache
@@ -278,20 +346,22 @@ def _converters(vendor: str, fields: tuple[str, ...]) -> dict[int, Any]:
 #: touched. Plain SQL: the ORM spent several times SQLite's own time building
 #: these, while every other worker process waited for the one write lock.
 _SQLITE_DONE = """
-UPDATE {run} SET status = %s, result = NULLIF(%s, 'null'), finished_at = %s
+UPDATE {run} SET status = {success}, result = %s, finished_at = %s
 WHERE id = %s AND status IN ({active}){current}
 """
 _SQLITE_COUNTED = """
-UPDATE {workflow}
-SET tasks_finished = tasks_finished + %s, tasks_succeeded = tasks_succeeded + %s WHERE id = %s
+UPDATE {workflow} SET
+    tasks_finished = tasks_finished + {finished},
+    tasks_succeeded = tasks_succeeded + {succeeded}
+WHERE id = %s
 """
 _SQLITE_RELEASED = """
 UPDATE {run} SET
     waiting = waiting - 1,
-    status = CASE WHEN waiting = 1 AND status = %(pending)s THEN %(queued)s ELSE status END,
-    claim = CASE WHEN waiting = 1 AND status = %(pending)s THEN %(claim)s ELSE claim END,
-    queued_at = CASE WHEN waiting = 1 AND status = %(pending)s THEN %(now)s ELSE queued_at END,
-    sent_at = CASE WHEN waiting = 1 AND status = %(pending)s
+    status = CASE WHEN waiting = 1 AND status = {pending} THEN {queued} ELSE status END,
+    claim = CASE WHEN waiting = 1 AND status = {pending} THEN %(claim)s ELSE claim END,
+    queued_at = CASE WHEN waiting = 1 AND status = {pending} THEN %(now)s ELSE queued_at END,
+    sent_at = CASE WHEN waiting = 1 AND status = {pending}
                         AND NOT is_map AND replacement IS NULL
                    THEN %(now)s ELSE sent_at END
 WHERE id IN (SELECT from_taskrun_id FROM {edge} WHERE to_taskrun_id = %(id)s)
@@ -299,48 +369,43 @@ RETURNING {columns}
 """
 
 
+@functools.cache
+def _sqlite_sql(with_attempt: bool) -> tuple[str, str, str]:
+    """The three statements, with their names and constants written in (built once)."""
+    assert TASK_TRANSITIONS[T.SUCCESS] >= ACTIVE_TASK
+    assert T.PENDING in TASK_TRANSITIONS[T.QUEUED]
+    quote = connection.ops.quote_name
+    names = {
+        "run": quote(TaskRun._meta.db_table),
+        "workflow": quote(Workflow._meta.db_table),
+        "edge": quote(Edge._meta.db_table),
+        "success": literal(T.SUCCESS),
+        "active": literal(*ACTIVE_TASK),
+        "pending": literal(T.PENDING),
+        "queued": literal(T.QUEUED),
+        "current": " AND claim = %s" if with_attempt else "",
+        "columns": task_run_columns(SENT_FIELDS),
+        **{name: int(n) for name, n in counters.SUCCESS.items()},
+    }
+    return (
+        _SQLITE_DONE.format(**names),
+        _SQLITE_COUNTED.format(**names),
+        _SQLITE_RELEASED.format(**names),
+    )
+
+
 def _succeed_in_three_statements(
     task_id: Any, workflow_id: Any, result_json: str, finished_at: Any, claim: Any, attempt: Any
 ) -> Succeeded | None:
-    assert TASK_TRANSITIONS[T.SUCCESS] >= ACTIVE_TASK
-    assert T.PENDING in TASK_TRANSITIONS[T.QUEUED]
-    names = {
-        "run": connection.ops.quote_name(TaskRun._meta.db_table),
-        "workflow": connection.ops.quote_name(Workflow._meta.db_table),
-        "edge": connection.ops.quote_name(Edge._meta.db_table),
-    }
-    active = sorted(ACTIVE_TASK)
+    done, counted, released = _sqlite_sql(attempt is not None)
     run_id, now = db_value("id", task_id), db_value("finished_at", finished_at)
-    done = _SQLITE_DONE.format(
-        active=", ".join(["%s"] * len(active)),
-        current="" if attempt is None else " AND claim = %s",
-        **names,
-    )
-    params = [T.SUCCESS, result_json, now, run_id, *active]
+    result = None if result_json == "null" else result_json
     with connection.cursor() as cursor:
-        cursor.execute(done, params + ([] if attempt is None else [db_value("claim", attempt)]))
+        current = [] if attempt is None else [db_value("claim", attempt)]
+        cursor.execute(done, [result, now, run_id, *current])
         if cursor.rowcount != 1:
             return None
-        cursor.execute(
-            _SQLITE_COUNTED.format(**names),
-            [
-                counters.SUCCESS["finished"],
-                counters.SUCCESS["succeeded"],
-                db_value("workflow", workflow_id),
-            ],
-        )
-        cursor.execute(
-            _SQLITE_RELEASED.format(columns=task_run_columns(), **names),
-            {
-                "pending": T.PENDING,
-                "queued": T.QUEUED,
-                "claim": db_value("claim", claim),
-                "now": now,
-                "id": run_id,
-            },
-        )
-        touched = as_task_runs(cursor.fetchall())
-    return Succeeded(
-        claimed=[child for child in touched if child.status == T.QUEUED and child.claim == claim],
-        may_finish=not any(child.status == T.PENDING for child in touched),
-    )
+        cursor.execute(counted, [db_value("workflow", workflow_id)])
+        cursor.execute(released, {"claim": db_value("claim", claim), "now": now, "id": run_id})
+        touched = as_task_runs(cursor.fetchall(), SENT_FIELDS)
+    return _claimed(touched, claim)

@@ -150,3 +150,46 @@ def test_plain_reads_of_the_hot_path_give_what_the_orm_gives(settings):
             assert (mine, type(mine)) == (theirs, type(theirs)), field.attname
     assert results_of(wf.pk, [0, 1, 7]) == {0: {"a": [1, 2.5], "b": None}, 1: None}
     assert results_of(wf.pk, []) == {}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("value", [None, {"a": [1, 2.5]}])
+def test_a_success_gives_its_claimed_children_with_what_sending_them_reads(sent, value):
+    """The success statement returns only the fields sending a child reads; its
+    other fields are deferred, loaded when read, as with ``only()``. A ``None``
+    result is SQL NULL, as the ORM stores it."""
+    import uuid
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from django_workflows.codec import encode
+    from django_workflows.engine.fastpath import SENT_FIELDS, succeed
+
+    wf = launch_canvas(chain(add.s(1, 1), add.s(2), add.s(3)))
+    TaskRun = wf.task_runs.model
+    root = wf.task_runs.get(node=0)
+    assert engine.task_started(str(root.pk), str(wf.pk), "w1", attempt=root.claim)
+    claim = uuid.uuid4()
+    with transaction.atomic():
+        done = succeed(
+            root.pk,
+            wf.pk,
+            result=value,
+            result_json=encode(value),
+            finished_at=timezone.now(),
+            claim=claim,
+            attempt=root.claim,
+        )
+    [child] = done.claimed
+    assert done.may_finish
+    orm = TaskRun.objects.get(pk=child.pk)
+    assert (orm.node, orm.status, orm.claim) == (1, T.QUEUED, claim)
+    every = {field.attname for field in TaskRun._meta.concrete_fields}
+    assert child.get_deferred_fields() == every - set(SENT_FIELDS)
+    for name in sorted(every):  # deferred ones are read from the database
+        mine, theirs = getattr(child, name), getattr(orm, name)
+        assert (mine, type(mine)) == (theirs, type(theirs)), name
+    stored = TaskRun.objects.filter(pk=root.pk)
+    assert stored.get().result == value
+    assert stored.filter(result__isnull=True).exists() == (value is None)
