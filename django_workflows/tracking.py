@@ -13,8 +13,9 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from celery import Signature, signals
+from celery import Signature, signals, states
 from celery.app.task import Task
+from celery.backends.base import Backend
 from celery.exceptions import Ignore, NotRegistered, TaskRevokedError
 from celery.result import ResultBase
 from celery.worker.control import control_command
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 #: Set on ``task.request`` by the prerun handler when the task must not run.
 SKIP = "django_workflows_skip"
+#: Set on ``task.request`` once its success is reported.
+REPORTED = "django_workflows_reported"
 
 
 #: How long a worker goes on making a report while the database cannot be
@@ -88,11 +91,43 @@ def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **kwargs:
         setattr(task.request, SKIP, True)
 
 
+def report_before_storing(
+    self: Backend,
+    task_id: str,
+    result: Any,
+    request: Any = None,
+    store_result: bool = True,
+    state: str = states.SUCCESS,
+) -> Any:
+    """Report a workflow task's success before Celery stores its result.
+
+    Installed as ``Backend.mark_as_done``, which Celery's tracer calls
+    once the task has returned and its own callbacks are sent: the task
+    run's children are claimed and sent before the result is stored, as
+    Celery sends a chain's next task before storing, so the store is not on
+    the run's critical path. The ``task_success`` handler reports only what
+    was not reported here (a backend class of its own, a report that raised).
+    """
+    if request is not None and state == states.SUCCESS and getattr(request, RUN_HEADER, None):
+        try:
+            _report_success(request, result)
+        except Exception:
+            logger.exception("Reporting the success of task %s failed; reporting it again", task_id)
+    return _celery_mark_as_done(self, task_id, result, request, store_result, state)
+
+
+_celery_mark_as_done = Backend.mark_as_done
+
+
 def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
     request = sender.request
-    run = getattr(request, RUN_HEADER, None)
-    if not run:
-        return
+    if getattr(request, RUN_HEADER, None) and not getattr(request, REPORTED, False):
+        _report_success(request, result)
+
+
+def _report_success(request: Any, result: Any) -> None:
+    """Report the success of the workflow task of ``request``, once."""
+    run = getattr(request, RUN_HEADER)
     node = getattr(request, NODE_HEADER, None)
     if isinstance(result, ResultBase):
         # A task returning an AsyncResult: Celery's result backends store its
@@ -103,6 +138,7 @@ def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
     else:
         attempt = getattr(request, ATTEMPT_HEADER, None)
         report(engine.task_succeeded, request.id, run, node, result, attempt)
+    setattr(request, REPORTED, True)
 
 
 def on_retry(
@@ -308,5 +344,6 @@ def connect() -> None:
         on_internal_error, dispatch_uid=f"{uid}.internal_error", weak=False
     )
     Task.before_start = guard_before_start
+    Backend.mark_as_done = report_before_storing
     Task.on_replace = replace_in_workflow
     Task.add_to_chord = add_to_chord_in_workflow

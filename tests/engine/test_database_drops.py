@@ -79,3 +79,36 @@ def test_a_failure_reported_again_after_a_drop_midway_is_counted_once(unsent):
     ]
     assert (wf.status, wf.tasks_finished, wf.tasks_failed) == (W.FAILURE, 3, 1)
     assert wf.task_runs.get(node=0).history.count() == 1
+
+
+def test_a_success_report_that_fails_before_the_store_is_made_after_it(
+    unsent, monkeypatch, celery_app, caplog
+):
+    """The success is reported from ``mark_as_done``, before Celery stores the
+    result; if that report raises, Celery still stores the result, and the
+    ``task_success`` handler makes the report. Reported once, it is not made twice."""
+    from django_workflows import engine
+
+    wf = launch_canvas(add.s(1, 1) | add.s(2))
+    task = task_of(wf, 0)
+    tracking.on_prerun(task_id=task.request.id, task=task)
+    stored, reports = [], []
+    monkeypatch.setattr(tracking, "_celery_mark_as_done", lambda *args: stored.append(args[1:3]))
+    succeeded = engine.task_succeeded
+
+    def fails_once(*args):
+        reports.append(args[0])
+        if len(reports) == 1:
+            raise RuntimeError("the report failed")
+        return succeeded(*args)
+
+    monkeypatch.setattr(engine, "task_succeeded", fails_once)
+
+    tracking.report_before_storing(celery_app.backend, task.request.id, 2, task.request)
+    assert stored == [(task.request.id, 2)]  # the store is made all the same
+    assert node(wf, 0).status == T.RUNNING
+    assert "Reporting the success of task" in caplog.text
+    tracking.on_success(sender=task, result=2)
+    assert node(wf, 0).status == T.SUCCESS and node(wf, 1).status == T.QUEUED
+    tracking.on_success(sender=task, result=2)
+    assert len(reports) == 2

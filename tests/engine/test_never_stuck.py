@@ -20,6 +20,7 @@ from tests.testapp.tasks import (
     fail,
     fail_with_nul,
     nul_result,
+    own_store_fails,
     store_fails,
     tsum,
 )
@@ -84,8 +85,23 @@ def test_a_result_too_deep_for_json_fails_the_task(worker):
 
 
 @pytest.mark.worker
-def test_a_result_store_that_fails_fails_the_task(worker):
-    wf = launch_canvas(add.s(1, 1) | store_fails.s() | add.s(1)).wait()
+def test_a_result_store_that_fails_after_the_success_goes_on_as_celery_does(worker):
+    """Celery sends a chain's next task before it stores a result; the run
+    reports the success there too (``Backend.mark_as_done``). A store that
+    then fails is Celery's internal error, and the chain goes on, natively
+    and tracked."""
+    canvas = add.s(1, 1) | store_fails.s() | add.s(1)
+    assert canvas.apply_async().get(timeout=30, disable_sync_subtasks=False) == 3
+    wf = launch_canvas(canvas).wait()
+    assert (wf.status, wf.result) == (W.SUCCESS, 3)
+    assert statuses(wf) == {0: T.SUCCESS, 1: T.SUCCESS, 2: T.SUCCESS}
+
+
+@pytest.mark.worker
+def test_a_result_store_of_its_own_that_fails_fails_the_task(worker):
+    """A backend class with its own ``mark_as_done``: the success is reported
+    after the store, which fails (neither success nor failure is signalled)."""
+    wf = launch_canvas(add.s(1, 1) | own_store_fails.s() | add.s(1)).wait()
     assert wf.status == W.FAILURE
     failed = wf.task_runs.get(node=1)
     assert failed.status == T.FAILURE

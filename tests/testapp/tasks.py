@@ -5,6 +5,7 @@ import random
 import time
 
 from celery import Signature, Task, chain, chord, group, shared_task
+from celery.backends.base import Backend
 
 from .models import Call, Switch
 
@@ -255,7 +256,17 @@ class _DownResultStore:
     def _down(self, *args, **kwargs):
         raise ConnectionError("the result backend is down")
 
-    mark_as_done = mark_as_failure = mark_as_retry = store_result = _down
+    store_result = mark_as_failure = mark_as_retry = _down
+
+    def mark_as_done(self, *args, **kwargs):
+        """Celery's own (as every backend of Celery's has it), whose write fails."""
+        return Backend.mark_as_done(self, *args, **kwargs)
+
+
+class _DownResultStoreOfItsOwn(_DownResultStore):
+    """A result backend of a project's own, whose ``mark_as_done`` fails."""
+
+    mark_as_done = _DownResultStore._down
 
 
 class StoreFailsTask(Task):
@@ -264,9 +275,22 @@ class StoreFailsTask(Task):
         return _DownResultStore(self.app.backend)
 
 
+class OwnStoreFailsTask(Task):
+    @property
+    def backend(self):
+        return _DownResultStoreOfItsOwn(self.app.backend)
+
+
 @shared_task(bind=True, base=StoreFailsTask)
 def store_fails(self, value):
-    """Its body succeeds; storing its result fails (a result backend that is down)."""
+    """Its body succeeds; storing its result fails (the result backend is down)."""
+    _record(self, (value,), {})
+    return value
+
+
+@shared_task(bind=True, base=OwnStoreFailsTask)
+def own_store_fails(self, value):
+    """Its body succeeds; its backend's own ``mark_as_done`` fails."""
     _record(self, (value,), {})
     return value
 
