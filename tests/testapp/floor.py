@@ -5,25 +5,27 @@ on tables of its own, on PostgreSQL or SQLite.
 Each hop does what the engine's hop must do and nothing else: the start,
 guarded by the message's claim (so a stale or canceled message runs nothing)
 and committed without waiting for its WAL flush, as ``fastpath.start`` does;
-(waiting for the claim's commit when its message came first, as it does);
-then, in the task's success signal (after Celery stored the result, as in a
-tracked run), one transaction that stores the result, counts it on the run's
-row, releases the child through the edge table and claims it, sends the
-child's message, and commits durably, as ``fastpath.succeed`` and
-``send.send_in_claim`` do (on SQLite as separate statements in one
-transaction, as the engine's SQLite path does). No ORM, no engine code: what
-is left over native Celery is the database's and the message's price of
-those promises. Its task table has the task runs' indexes (the lists' of
-issue 18): a status change writes every one of them, for the engine and the
-floor alike.
+(waiting for the claim's commit when its message came first, as it does); then,
+once the task has returned and before Celery stores its result (as the engine
+reports a success, from ``mark_as_done``), one transaction that stores the
+result, counts it on the run's row, releases the child through the edge table
+and claims it, reads the child's message from its row (task, arguments,
+options, as the engine's are rows), sends it, and commits durably, as
+``fastpath.succeed`` and ``send.send_in_claim`` do (on SQLite as separate
+statements in one transaction, as the engine's SQLite path does). No ORM, no
+engine code: what is left over native Celery is the database's and the
+message's price of those promises. Its task table has the task runs' indexes
+(the lists' of issue 18): a status change writes every one of them, for the
+engine and the floor alike.
 """
 
+import json
 import time
 import uuid
 from typing import Any
 
-from celery import shared_task
-from celery.signals import task_prerun, task_success
+from celery import Task, shared_task
+from celery.signals import task_prerun
 from django.db import connection, transaction
 
 _PG_TABLES = """
@@ -34,7 +36,8 @@ CREATE TABLE floor_task (
     worker varchar(255) NOT NULL DEFAULT '', attempts int NOT NULL DEFAULT 0,
     queued_at timestamptz, sent_at timestamptz, started_at timestamptz, finished_at timestamptz,
     task varchar(255) NOT NULL DEFAULT 'bench_floor_hop', is_hook boolean NOT NULL DEFAULT false,
-    mapped_from uuid, UNIQUE (run, node)
+    mapped_from uuid, args jsonb NOT NULL DEFAULT '[]', kwargs jsonb NOT NULL DEFAULT '{}',
+    options jsonb NOT NULL DEFAULT '{}', UNIQUE (run, node)
 );
 CREATE INDEX floor_task_status ON floor_task (status, run, node);
 CREATE INDEX floor_task_task ON floor_task (task, run, node);
@@ -59,7 +62,8 @@ CREATE TABLE floor_task (
     attempts integer NOT NULL DEFAULT 0, queued_at datetime, sent_at datetime,
     started_at datetime, finished_at datetime,
     task varchar(255) NOT NULL DEFAULT 'bench_floor_hop', is_hook bool NOT NULL DEFAULT 0,
-    mapped_from char(32), UNIQUE (run, node)
+    mapped_from char(32), args text NOT NULL DEFAULT '[]', kwargs text NOT NULL DEFAULT '{}',
+    options text NOT NULL DEFAULT '{}', UNIQUE (run, node)
 );
 CREATE INDEX floor_task_status ON floor_task (status, run, node);
 CREATE INDEX floor_task_task ON floor_task (task, run, node);
@@ -103,9 +107,9 @@ WITH done AS (
         sent_at = CASE WHEN child.waiting = 1 THEN now() ELSE child.sent_at END
     FROM floor_edge AS edge, done
     WHERE edge.parent = done.id AND child.id = edge.child
-    RETURNING child.id, child.claim, child.status
+    RETURNING child.id, child.claim, child.task, child.args, child.kwargs, child.options
 )
-SELECT id FROM released WHERE claim = %s::uuid
+SELECT id, task, args, kwargs, options FROM released WHERE claim = %s::uuid
 """
 
 #: SQLite: the same writes as separate statements in one (IMMEDIATE) transaction.
@@ -120,7 +124,7 @@ _SQLITE_SUCCEED = (
         queued_at = CASE WHEN waiting = 1 THEN CURRENT_TIMESTAMP ELSE queued_at END,
         sent_at = CASE WHEN waiting = 1 THEN CURRENT_TIMESTAMP ELSE sent_at END
     WHERE id IN (SELECT child FROM floor_edge WHERE parent = %s)
-    RETURNING id, claim""",
+    RETURNING id, claim, task, args, kwargs, options""",
 )
 
 
@@ -140,7 +144,27 @@ def _id(value: uuid.UUID | str) -> str:
     return str(value) if connection.vendor == "postgresql" else value.hex
 
 
-@shared_task
+class _SucceedsBeforeStoring:
+    """The app's result backend, the floor's success run first when a task is done."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def mark_as_done(self, task_id: str, result: Any, request: Any = None, *args, **kwargs) -> Any:
+        _succeed(request)
+        return self._backend.mark_as_done(task_id, result, request, *args, **kwargs)
+
+
+class FloorTask(Task):
+    @property
+    def backend(self) -> Any:
+        return _SucceedsBeforeStoring(self.app.backend)
+
+
+@shared_task(base=FloorTask)
 def bench_floor_hop(claim: str) -> int:
     """A no-op task of the floor's canvas; its claim comes as its argument."""
     return 1
@@ -160,15 +184,13 @@ def _start(task_id: str, task: Any, args: Any, **kwargs: Any) -> None:
             raise RuntimeError(f"floor task {task_id} was not queued under its claim")
 
 
-@task_success.connect(sender=bench_floor_hop)
-def _succeed(sender: Any, result: Any, **kwargs: Any) -> None:
-    request = sender.request
+def _succeed(request: Any) -> None:
     claim = _id(uuid.uuid4())
     me, mine = _id(request.id), request.args[0]
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(_PG_SUCCEED, ["1", me, mine, claim, claim])
-            ready = [child for (child,) in cursor.fetchall()]
+            ready = cursor.fetchall()
         else:
             done, counted, released = _SQLITE_SUCCEED
             cursor.execute(done, ["1", me, mine])
@@ -176,9 +198,17 @@ def _succeed(sender: Any, result: Any, **kwargs: Any) -> None:
                 return
             cursor.execute(counted)
             cursor.execute(released, [claim, me])
-            ready = [child for child, child_claim in cursor.fetchall() if child_claim == claim]
-        for child in ready:
-            bench_floor_hop.apply_async((claim,), task_id=str(uuid.UUID(str(child))))
+            rows = cursor.fetchall()
+            ready = [(child, *message) for child, mine, *message in rows if mine == claim]
+        for child, task, args, kwargs, options in ready:
+            # the message is read from the child's row, as the engine reads it
+            assert task == bench_floor_hop.name
+            bench_floor_hop.apply_async(
+                (claim, *json.loads(args)),
+                json.loads(kwargs),
+                task_id=str(uuid.UUID(str(child))),
+                **json.loads(options),
+            )
 
 
 def lay(width: int, depth: int) -> list[tuple[str, str]]:
