@@ -35,7 +35,8 @@ CREATE TABLE floor_task (
     status varchar(20) NOT NULL, waiting int NOT NULL, claim uuid, result jsonb,
     worker varchar(255) NOT NULL DEFAULT '', attempts int NOT NULL DEFAULT 0,
     queued_at timestamptz, sent_at timestamptz, started_at timestamptz, finished_at timestamptz,
-    task varchar(255) NOT NULL DEFAULT 'bench_floor_hop', is_hook boolean NOT NULL DEFAULT false,
+    task varchar(255) NOT NULL DEFAULT 'tests.testapp.floor.bench_floor_hop',
+    is_hook boolean NOT NULL DEFAULT false,
     mapped_from uuid, args jsonb NOT NULL DEFAULT '[]', kwargs jsonb NOT NULL DEFAULT '{}',
     options jsonb NOT NULL DEFAULT '{}', UNIQUE (run, node)
 );
@@ -61,7 +62,8 @@ CREATE TABLE floor_task (
     claim char(32), result text, worker varchar(255) NOT NULL DEFAULT '',
     attempts integer NOT NULL DEFAULT 0, queued_at datetime, sent_at datetime,
     started_at datetime, finished_at datetime,
-    task varchar(255) NOT NULL DEFAULT 'bench_floor_hop', is_hook bool NOT NULL DEFAULT 0,
+    task varchar(255) NOT NULL DEFAULT 'tests.testapp.floor.bench_floor_hop',
+    is_hook bool NOT NULL DEFAULT 0,
     mapped_from char(32), args text NOT NULL DEFAULT '[]', kwargs text NOT NULL DEFAULT '{}',
     options text NOT NULL DEFAULT '{}', UNIQUE (run, node)
 );
@@ -247,9 +249,11 @@ def run(width: int, depth: int) -> None:
         for task_id, claim in lay(width, depth):
             bench_floor_hop.apply_async((claim,), task_id=task_id, producer=producer)
     total = depth if width == 1 else width + 1
-    while True:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
         with connection.cursor() as cursor:
             cursor.execute("SELECT finished FROM floor_run WHERE id = 1")
             if cursor.fetchone()[0] == total:
                 return
         time.sleep(0.01)
+    raise TimeoutError("the floor's canvas did not finish in 600 s: see the worker's log")
