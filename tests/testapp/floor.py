@@ -16,7 +16,8 @@ statements in one transaction, as the engine's SQLite path does). No ORM, no
 engine code: what is left over native Celery is the database's and the
 message's price of those promises. Its task table has the task runs' indexes
 (the lists' of issue 18): a status change writes every one of them, for the
-engine and the floor alike.
+engine and the floor alike; and its tables keep every canvas's rows, as the
+engine's keep every run's.
 """
 
 import json
@@ -118,7 +119,8 @@ SELECT id, task, args, kwargs, options FROM released WHERE claim = %s::uuid
 _SQLITE_SUCCEED = (
     "UPDATE floor_task SET status = 'success', result = %s, finished_at = CURRENT_TIMESTAMP "
     "WHERE id = %s AND status = 'running' AND claim = %s",
-    "UPDATE floor_run SET finished = finished + 1 WHERE id = 1",
+    "UPDATE floor_run SET finished = finished + 1 "
+    "WHERE id = (SELECT run FROM floor_task WHERE id = %s)",
     """UPDATE floor_task SET
         waiting = waiting - 1,
         status = CASE WHEN waiting = 1 THEN 'queued' ELSE status END,
@@ -198,7 +200,7 @@ def _succeed(request: Any) -> None:
             cursor.execute(done, ["1", me, mine])
             if cursor.rowcount != 1:
                 return
-            cursor.execute(counted)
+            cursor.execute(counted, [me])
             cursor.execute(released, [claim, me])
             rows = cursor.fetchall()
             ready = [(child, *message) for child, mine, *message in rows if mine == claim]
@@ -213,10 +215,11 @@ def _succeed(request: Any) -> None:
             )
 
 
-def lay(width: int, depth: int) -> list[tuple[str, str]]:
+def lay(width: int, depth: int) -> tuple[int, list[tuple[str, str]]]:
     """Rows of a chain (``width`` 1, ``depth`` tasks) or a chord (``width`` header
     tasks and a body, ``depth`` 2), the first tasks queued under one claim:
-    return those tasks' (id, claim), to send."""
+    return the run's id and those tasks' (id, claim), to send. The rows of the
+    runs before stay, as the engine's do."""
     claim = _id(uuid.uuid4())
     if width == 1:
         ids = [_id(uuid.uuid4()) for _ in range(depth)]
@@ -231,28 +234,29 @@ def lay(width: int, depth: int) -> list[tuple[str, str]]:
         edges = [(body, task) for task in header]
         first = header
     with transaction.atomic(), connection.cursor() as cursor:
-        for table in ("floor_edge", "floor_task", "floor_run"):
-            cursor.execute(f"DELETE FROM {table}")
-        cursor.execute("INSERT INTO floor_run (id) VALUES (1)")
+        cursor.execute("SELECT coalesce(max(id), 0) + 1 FROM floor_run")
+        (run_id,) = cursor.fetchone()
+        cursor.execute("INSERT INTO floor_run (id) VALUES (%s)", [run_id])
         cursor.executemany(
             "INSERT INTO floor_task (id, run, node, status, waiting, claim) "
-            "VALUES (%s, 1, %s, %s, %s, %s)",
-            tasks,
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            [(task, run_id, *rest) for task, *rest in tasks],
         )
         cursor.executemany("INSERT INTO floor_edge (child, parent) VALUES (%s, %s)", edges)
-    return [(str(uuid.UUID(task)), claim) for task in first]
+    return run_id, [(str(uuid.UUID(task)), claim) for task in first]
 
 
 def run(width: int, depth: int) -> None:
     """Lay and send a floor canvas; return once all its tasks succeeded."""
+    run_id, first = lay(width, depth)
     with bench_floor_hop.app.producer_or_acquire() as producer:
-        for task_id, claim in lay(width, depth):
+        for task_id, claim in first:
             bench_floor_hop.apply_async((claim,), task_id=task_id, producer=producer)
     total = depth if width == 1 else width + 1
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT finished FROM floor_run WHERE id = 1")
+            cursor.execute("SELECT finished FROM floor_run WHERE id = %s", [run_id])
             if cursor.fetchone()[0] == total:
                 return
         time.sleep(0.01)
