@@ -4,7 +4,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import models
+from django.db import OperationalError, models
 from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
@@ -172,7 +172,7 @@ class Workflow(models.Model):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         statuses = Workflow.objects.values_list("status", flat=True)
-        while statuses.get(pk=self.pk) not in FINISHED_WORKFLOW:
+        while _unless_locked(statuses.get, pk=self.pk) not in FINISHED_WORKFLOW:
             if deadline is not None and time.monotonic() >= deadline:
                 self.refresh_from_db()
                 if self.is_finished:
@@ -182,7 +182,8 @@ class Workflow(models.Model):
                     f"after {timeout} s: {self.tasks_finished}/{self.tasks_total} tasks finished."
                 )
             time.sleep(interval)
-        self.refresh_from_db()
+        while _unless_locked(self.refresh_from_db) is _LOCKED:
+            time.sleep(interval)
         return self
 
     # Operations: see django_workflows.engine.operations for what each guarantees.
@@ -476,3 +477,22 @@ class ScheduleFire(models.Model):
 
     def __str__(self) -> str:
         return f"{self.periodic_task_name} {self.outcome} {self.fired_at:%Y-%m-%d %H:%M:%S}"
+
+
+_LOCKED = object()
+
+
+def _unless_locked(read: Any, *args: Any, **kwargs: Any) -> Any:
+    """``read(...)``, or ``_LOCKED`` if SQLite said a table is locked.
+
+    An in-memory SQLite test database is one shared cache: while a worker
+    thread of the same process (``testing.worker()``) writes a table, a read
+    of it fails at once with "database table is locked" instead of waiting.
+    A poll reads again.
+    """
+    try:
+        return read(*args, **kwargs)
+    except OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        return _LOCKED

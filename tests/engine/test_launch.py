@@ -165,3 +165,32 @@ def test_wait_reads_the_status_until_the_run_finishes_then_the_whole_run(sent):
 
     Workflow.objects.filter(pk=wf.pk).update(status=W.SUCCESS, result=3)
     assert wf.wait(timeout=1).result == 3
+
+
+@pytest.mark.django_db
+def test_wait_reads_again_while_sqlite_says_a_table_is_locked(sent):
+    """In an in-memory SQLite test database (one shared cache), a read of a
+    table that a worker thread of the process is writing fails at once with
+    "database table is locked": ``wait()`` polls again; other errors raise."""
+    from django.db import OperationalError
+
+    wf = launch_canvas(add.s(1, 2))
+    Workflow.objects.filter(pk=wf.pk).update(status=W.SUCCESS, result=3)
+    locked = OperationalError("database table is locked: django_workflows_workflow")
+    calls = []
+
+    def execute(execute, sql, params, many, context):
+        calls.append(sql)
+        if len(calls) in (1, 3):  # the first poll, and the first read of the whole run
+            raise locked
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(execute):
+        assert wf.wait(timeout=5, interval=0.01).result == 3
+    assert len(calls) == 4
+
+    def broken(execute, sql, params, many, context):
+        raise OperationalError("no such table: django_workflows_workflow")
+
+    with connection.execute_wrapper(broken), pytest.raises(OperationalError, match="no such"):
+        wf.wait(timeout=5)
