@@ -476,20 +476,25 @@ def finish_if_done(workflow_id: Any) -> None:
         return
     run = Workflow.objects.filter(pk=workflow_id)
     now = timezone.now()
-    if row["tasks_failed"]:
-        status, result = W.FAILURE, None
-        moved = move_workflow(run, W.FAILURE, finished=now)
-    else:
-        status = W.SUCCESS
-        stored = send.results_of(workflow_id, referenced(row["result_ref"]))
-        result = resolve(row["result_ref"], stored)
-        moved = move_workflow(run, W.SUCCESS, result=result, finished=now)
-    if not moved:
-        return
+    # The run is closed with its hook saved (queued, claimed) or not at all: a
+    # process dying in between would leave a closed run whose hook never runs.
+    # Either way the recovery pass takes over (it closes a run whose tasks all
+    # finished, and sends a task run claimed and not sent).
+    with transaction.atomic():
+        if row["tasks_failed"]:
+            status, result = W.FAILURE, None
+            moved = move_workflow(run, W.FAILURE, finished=now)
+        else:
+            status = W.SUCCESS
+            stored = send.results_of(workflow_id, referenced(row["result_ref"]))
+            result = resolve(row["result_ref"], stored)
+            moved = move_workflow(run, W.SUCCESS, result=result, finished=now)
+        if not moved:
+            return
+        hook = hooks.create(workflow_id, row["name"], status, result, row["hooks"])
     workflow_finished.send_robust(
         Workflow, workflow_id=workflow_id, name=row["name"], status=status
     )
-    hook = hooks.create(workflow_id, row["name"], status, result, row["hooks"])
     if hook is not None:
         try:
             dispatch([hook], {})

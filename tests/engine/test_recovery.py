@@ -6,7 +6,7 @@ import signal
 import pytest
 from django.core.management import call_command
 
-from django_workflows import engine, launch_canvas
+from django_workflows import engine, launch, launch_canvas
 from django_workflows.engine import reap
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
@@ -89,3 +89,31 @@ def test_a_task_its_live_worker_lost_is_settled(worker, celery_app, sender_dies,
     else:
         assert (wf.status, node(wf, 0).exception_type) == (W.FAILURE, "WorkerLost")
         assert "does not hold the task" in node(wf, 0).exception_message
+
+
+def test_a_run_is_closed_with_its_hook_or_not_at_all(worker, sender_dies, monkeypatch):
+    """Closing a run and saving its hook are one transaction: when the process
+    closing it dies in between (here: saving the hook raises), the run stays
+    open, and the recovery pass closes it and sends its hook."""
+    wf = launch("bad_hook", {})  # add(2, 2); its on_success hook raises
+    root = node(wf, 0)
+    sender_dies()  # the launch sent nothing: this process reports the task itself
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("the process died")
+
+    monkeypatch.setattr("django_workflows.engine.hooks.create", dies)
+    assert engine.task_started(str(root.pk), str(wf.pk), "here", 0, root.claim)
+    with pytest.raises(RuntimeError, match="the process died"):
+        engine.task_succeeded(str(root.pk), str(wf.pk), 0, 4, root.claim)
+    wf.refresh_from_db()
+    assert (wf.status, wf.tasks_finished) == (W.RUNNING, 1)
+    assert not wf.task_runs.filter(is_hook=True).exists()
+    monkeypatch.undo()
+
+    engine.recover(grace=0)
+
+    wf.refresh_from_db()
+    assert (wf.status, wf.result) == (W.SUCCESS, 4)
+    hook = until(lambda: wf.task_runs.filter(is_hook=True, status=T.FAILURE).first())
+    assert hook.exception_message == "the hook broke"
