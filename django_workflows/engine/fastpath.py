@@ -66,18 +66,17 @@ def start(task_id: Any, *, started_at: Any, worker: str, retries: int, attempt: 
     synchronous commit flushes the start with it. A database crash in
     between loses the mark, never an outcome.
     """
-    run_id = db_value("id", task_id)
     postgres = connection.vendor == "postgresql"
     sql = _start_sql(
         connection.vendor, attempt is not None, postgres and not connection.in_atomic_block
     )
-    params = [
-        db_value("started_at", started_at),
-        worker,
-        retries,
-        run_id,
-        *([] if attempt is None else [db_value("claim", attempt)]),
-    ]
+    if postgres:  # its uuid and timestamptz columns read the values as they are
+        started, run_id = started_at, str(task_id)
+        current = [] if attempt is None else [str(attempt)]
+    else:
+        started, run_id = db_value("started_at", started_at), db_value("id", task_id)
+        current = [] if attempt is None else [db_value("claim", attempt)]
+    params = [started, worker, retries, run_id, *current]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if cursor.rowcount == 1 or attempt is None or not postgres:
@@ -247,21 +246,29 @@ SELECT released.* FROM done LEFT JOIN released ON true
 @functools.cache
 def _succeed_sql(with_attempt: bool) -> str:
     """``_SUCCEED_SQL`` (PostgreSQL's) with its names and constants written in (built once)."""
-    quote = connection.ops.quote_name
+    current = " AND claim = %(attempt)s::uuid" if with_attempt else ""
+    return _SUCCEED_SQL.format(**_names(current, task_run_columns(SENT_FIELDS, "child.")))
+
+
+def _names(current: str, columns: str) -> dict[str, Any]:
+    """What the success statements are written with: the tables, the statuses
+    of the transitions they make (asserted here), the counters, ``current``
+    (the attempt's condition) and the ``columns`` they return."""
     assert TASK_TRANSITIONS[T.SUCCESS] >= ACTIVE_TASK
     assert T.PENDING in TASK_TRANSITIONS[T.QUEUED]
-    return _SUCCEED_SQL.format(
-        run=quote(TaskRun._meta.db_table),
-        workflow=quote(Workflow._meta.db_table),
-        edge=quote(Edge._meta.db_table),
-        columns=task_run_columns(SENT_FIELDS, "child."),
-        success=literal(T.SUCCESS),
-        active=literal(*ACTIVE_TASK),
-        pending=literal(T.PENDING),
-        queued=literal(T.QUEUED),
-        current=" AND claim = %(attempt)s::uuid" if with_attempt else "",
+    quote = connection.ops.quote_name
+    return {
+        "run": quote(TaskRun._meta.db_table),
+        "workflow": quote(Workflow._meta.db_table),
+        "edge": quote(Edge._meta.db_table),
+        "success": literal(T.SUCCESS),
+        "active": literal(*ACTIVE_TASK),
+        "pending": literal(T.PENDING),
+        "queued": literal(T.QUEUED),
+        "current": current,
+        "columns": columns,
         **{name: int(n) for name, n in counters.SUCCESS.items()},
-    )
+    }
 
 
 def _succeed_in_one_statement(
@@ -322,23 +329,28 @@ def as_task_runs(rows: Iterable[Sequence[Any]], fields: Sequence[str] = ()) -> l
 def converted(rows: Iterable[Sequence[Any]], fields: tuple[str, ...]) -> list[list[Any]]:
     """Rows of plain SQL selecting the task run ``fields``' columns, with their
     values converted by the ORM's own converters (JSON decoded, SQLite's text
-    UUIDs and dates)."""
-    compiler = Query(TaskRun).get_compiler(connection=connection)
-    return list(compiler.apply_converters(rows, _converters(connection.vendor, fields)))
+    UUIDs and dates), as ``SQLCompiler.apply_converters`` applies them
+    (building a compiler to call it cost more than the conversions)."""
+    converters = _converters(connection.vendor, fields)
+    rows = [list(row) for row in rows]
+    for row in rows:
+        for position, (functions, expression) in converters:
+            for function in functions:
+                row[position] = function(row[position], expression, connection)
+    return rows
 
 
 _ALL_FIELDS = tuple(field.attname for field in TaskRun._meta.concrete_fields)
 
 
 @functools.cache
-def _converters(vendor: str, fields: tuple[str, ...]) -> dict[int, Any]:
-    """The ORM compiler's converters for ``fields``' columns, found once per
-    vendor (finding them on every call is what made ``raw()`` slow)."""
+def _converters(vendor: str, fields: tuple[str, ...]) -> list[tuple[int, Any]]:
+    """The ORM compiler's converters for ``fields``' columns, by position, found
+    once per vendor (finding them on every call is what made ``raw()`` slow)."""
     compiler = Query(TaskRun).get_compiler(connection=connection)
     table = TaskRun._meta.db_table
-    return compiler.get_converters(
-        [TaskRun._meta.get_field(name).get_col(table) for name in fields]
-    )
+    columns = [TaskRun._meta.get_field(name).get_col(table) for name in fields]
+    return list(compiler.get_converters(columns).items())
 
 
 #: :func:`succeed` on SQLite: the three writes of ``_SUCCEED_SQL`` as three
@@ -372,21 +384,7 @@ RETURNING {columns}
 @functools.cache
 def _sqlite_sql(with_attempt: bool) -> tuple[str, str, str]:
     """The three statements, with their names and constants written in (built once)."""
-    assert TASK_TRANSITIONS[T.SUCCESS] >= ACTIVE_TASK
-    assert T.PENDING in TASK_TRANSITIONS[T.QUEUED]
-    quote = connection.ops.quote_name
-    names = {
-        "run": quote(TaskRun._meta.db_table),
-        "workflow": quote(Workflow._meta.db_table),
-        "edge": quote(Edge._meta.db_table),
-        "success": literal(T.SUCCESS),
-        "active": literal(*ACTIVE_TASK),
-        "pending": literal(T.PENDING),
-        "queued": literal(T.QUEUED),
-        "current": " AND claim = %s" if with_attempt else "",
-        "columns": task_run_columns(SENT_FIELDS),
-        **{name: int(n) for name, n in counters.SUCCESS.items()},
-    }
+    names = _names(" AND claim = %s" if with_attempt else "", task_run_columns(SENT_FIELDS))
     return (
         _SQLITE_DONE.format(**names),
         _SQLITE_COUNTED.format(**names),

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from celery import Signature, current_app
+from celery import Celery, Signature, current_app
 from django.db import connection
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -102,13 +102,15 @@ def send_in_claim(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
 
 def publish(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
     """Publish each run's message; say which reached the broker and which did not."""
-    if eager.enabled():
+    app = current_app._get_current_object()  # the proxy costs on each attribute
+    if app.conf.task_always_eager:
         return _run_inline(runs, results)
     sent = Sent()
     delivered = sent.delivered
-    with current_app.producer_or_acquire() as producer:
+    store = get_setting("STORE_CELERY_RESULTS")
+    with app.producer_or_acquire() as producer:
         for position, run in enumerate(runs):
-            signature, headers = _message(run, results)
+            signature, headers = _message(app, run, results, store)
             try:
                 signature.apply_async(task_id=str(run.pk), headers=headers, producer=producer)
                 delivered.append(run.pk)
@@ -123,27 +125,31 @@ def publish(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
     return sent
 
 
-def _message(run: TaskRun, results: dict[int, Any]) -> tuple[Signature, dict[str, Any]]:
-    """The signature and headers that send ``run``."""
+def _message(
+    app: Celery, run: TaskRun, results: dict[int, Any], store: bool
+) -> tuple[Signature, dict[str, Any]]:
+    """The signature and headers that send ``run``; ``store``: ``STORE_CELERY_RESULTS``."""
     args = run.args if run.input is None else [resolve(run.input, results), *run.args]
     options = public_options(run.options)  # the engine's notes are not Celery options
-    if not get_setting("STORE_CELERY_RESULTS"):
+    if not store:
         options["ignore_result"] = True  # the task run's row keeps it
     headers = {**options.pop("headers", {}), RUN_HEADER: str(run.workflow_id)}
     if not run.is_hook:
         headers[NODE_HEADER] = run.node
     if run.claim is not None:
         headers[ATTEMPT_HEADER] = str(run.claim)
-    return current_app.signature(run.task, args=args, kwargs=run.kwargs, options=options), headers
+    return app.signature(run.task, args=args, kwargs=run.kwargs, options=options), headers
 
 
 def _run_inline(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
     """Eager mode: the runs are "sent" to this process's inline queue."""
+    app = current_app._get_current_object()
+    store = get_setting("STORE_CELERY_RESULTS")
     sent = Sent()
     calls = []
     for run in runs:
         try:
-            signature, headers = _message(run, results)
+            signature, headers = _message(app, run, results, store)
             signature.type  # noqa: B018 (raises NotRegistered for a task this process lacks)
         except Exception as exc:
             sent.unsent.append((run, exc))
