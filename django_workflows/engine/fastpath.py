@@ -70,13 +70,14 @@ def start(task_id: Any, *, started_at: Any, worker: str, retries: int, attempt: 
     sql = _start_sql(
         connection.vendor, attempt is not None, postgres and not connection.in_atomic_block
     )
-    if postgres:  # its uuid and timestamptz columns read the values as they are
-        started, run_id = started_at, str(task_id)
-        current = [] if attempt is None else [str(attempt)]
-    else:
-        started, run_id = db_value("started_at", started_at), db_value("id", task_id)
-        current = [] if attempt is None else [db_value("claim", attempt)]
-    params = [started, worker, retries, run_id, *current]
+    run_id = db_value("id", task_id)
+    params = [
+        db_value("started_at", started_at),
+        worker,
+        retries,
+        run_id,
+        *([] if attempt is None else [db_value("claim", attempt)]),
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if cursor.rowcount == 1 or attempt is None or not postgres:
@@ -329,28 +330,23 @@ def as_task_runs(rows: Iterable[Sequence[Any]], fields: Sequence[str] = ()) -> l
 def converted(rows: Iterable[Sequence[Any]], fields: tuple[str, ...]) -> list[list[Any]]:
     """Rows of plain SQL selecting the task run ``fields``' columns, with their
     values converted by the ORM's own converters (JSON decoded, SQLite's text
-    UUIDs and dates), as ``SQLCompiler.apply_converters`` applies them
-    (building a compiler to call it cost more than the conversions)."""
-    converters = _converters(connection.vendor, fields)
-    rows = [list(row) for row in rows]
-    for row in rows:
-        for position, (functions, expression) in converters:
-            for function in functions:
-                row[position] = function(row[position], expression, connection)
-    return rows
+    UUIDs and dates)."""
+    compiler, converters = _conversion(connection.vendor, fields)
+    return list(compiler.apply_converters(rows, converters))
 
 
 _ALL_FIELDS = tuple(field.attname for field in TaskRun._meta.concrete_fields)
 
 
 @functools.cache
-def _converters(vendor: str, fields: tuple[str, ...]) -> list[tuple[int, Any]]:
-    """The ORM compiler's converters for ``fields``' columns, by position, found
-    once per vendor (finding them on every call is what made ``raw()`` slow)."""
+def _conversion(vendor: str, fields: tuple[str, ...]) -> tuple[Any, dict[int, Any]]:
+    """An ORM compiler and its converters for ``fields``' columns, built once per
+    vendor (building them on every call is what made ``raw()`` slow). The
+    compiler holds ``django.db.connection``, which is each thread's own."""
     compiler = Query(TaskRun).get_compiler(connection=connection)
     table = TaskRun._meta.db_table
     columns = [TaskRun._meta.get_field(name).get_col(table) for name in fields]
-    return list(compiler.get_converters(columns).items())
+    return compiler, compiler.get_converters(columns)
 
 
 #: :func:`succeed` on SQLite: the three writes of ``_SUCCEED_SQL`` as three

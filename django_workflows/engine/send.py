@@ -102,9 +102,9 @@ def send_in_claim(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
 
 def publish(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
     """Publish each run's message; say which reached the broker and which did not."""
-    app = current_app._get_current_object()  # the proxy costs on each attribute
-    if app.conf.task_always_eager:
+    if eager.enabled():
         return _run_inline(runs, results)
+    app = current_app._get_current_object()  # the proxy costs on each attribute
     sent = Sent()
     delivered = sent.delivered
     store = get_setting("STORE_CELERY_RESULTS")
