@@ -1,6 +1,7 @@
 """Launch: one transaction, roots sent on commit, the broker's absence reported."""
 
 import importlib
+import time
 
 import pytest
 from celery import chord, group
@@ -165,6 +166,16 @@ def test_wait_reads_the_status_until_the_run_finishes_then_the_whole_run(sent):
 
     Workflow.objects.filter(pk=wf.pk).update(status=W.SUCCESS, result=3)
     assert wf.wait(timeout=1).result == 3
+
+
+@pytest.mark.django_db
+def test_wait_for_a_run_deleted_meanwhile_raises_at_once(sent):
+    wf = launch_canvas(add.s(1, 2))
+    Workflow.objects.filter(pk=wf.pk).delete()
+    started = time.monotonic()
+    with pytest.raises(Workflow.DoesNotExist, match=str(wf.pk)):
+        wf.wait(timeout=5, interval=0.01)
+    assert time.monotonic() - started < 1
 
 
 @pytest.mark.django_db
