@@ -187,7 +187,7 @@ class Workflow(models.Model):
 
     def _read_status(self) -> str:
         """This run's status in the database, read with plain SQL: ``wait()``
-        reads it every few milliseconds, on a machine it shares with the
+        reads it every ``interval``, often on a machine it shares with the
         run's workers, and the ORM took longer to build that query than the
         database took to answer it."""
         quote, pk = connection.ops.quote_name, self._meta.pk
