@@ -22,6 +22,7 @@ from celery.worker.control import control_command
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from . import engine
+from .engine import eager
 from .exceptions import CanvasError
 from .headers import ATTEMPT_HEADER, NODE_HEADER, RUN_HEADER
 
@@ -137,7 +138,8 @@ def _report_success(request: Any, result: Any) -> None:
         report(engine.hook_succeeded, request.id, result)
     else:
         attempt = getattr(request, ATTEMPT_HEADER, None)
-        report(engine.task_succeeded, request.id, run, node, result, attempt)
+        with eager.reporting(request):
+            report(engine.task_succeeded, request.id, run, node, result, attempt)
     setattr(request, REPORTED, True)
 
 

@@ -9,7 +9,7 @@ says what native Celery does wrong with it.
 from celery import chain, chord, group
 
 from django_workflows import foreach
-from tests.testapp.tasks import add, collect, const, mul, tsum
+from tests.testapp.tasks import add, collect, const, level, mul, tsum, type_name
 
 CANVASES = [
     ("single", lambda: add.s(1, 2), 3),
@@ -83,6 +83,9 @@ CANVASES = [
         lambda: const.s([1, 2, 3]) | foreach(add.s(10)) | collect.s(),
         {"args": [[11, 12, 13]], "kwargs": {}},
     ),
+    # The engine hands a JSON-native result on without decoding its JSON;
+    # an int subclass is decoded, as Celery's message would deliver it.
+    ("int_subclass_result", lambda: level.s(1) | type_name.s(), "int"),
     ("starmap", lambda: add.starmap([(1, 2), (3, 4)]), [3, 7]),
     ("chunks", lambda: add.chunks([(i, i) for i in range(6)], 2), [[0, 2], [4, 6], [8, 10]]),
     (

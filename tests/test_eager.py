@@ -106,3 +106,19 @@ def test_task_replace_runs_inline_and_tracked():
 
     grouped = launch_canvas(add_to_all.s([1, 2], 10))
     assert grouped.result == [11, 12]
+
+
+def test_a_task_received_from_the_broker_sends_to_the_broker():
+    """Reporting a task a worker received, the engine sends without asking
+    Celery's configuration (a lookup that cost each send about 70 µs); a task
+    run inline sends inline, and so does everything after the report."""
+    from celery.app.task import Context
+
+    from django_workflows.engine import eager as engine_eager
+
+    with engine_eager.reporting(Context(is_eager=False)):
+        assert not engine_eager.enabled()
+        with engine_eager.reporting(Context(is_eager=True)):
+            assert engine_eager.enabled()
+        assert not engine_eager.enabled()
+    assert engine_eager.enabled()

@@ -66,18 +66,17 @@ def start(task_id: Any, *, started_at: Any, worker: str, retries: int, attempt: 
     synchronous commit flushes the start with it. A database crash in
     between loses the mark, never an outcome.
     """
-    postgres = connection.vendor == "postgresql"
-    sql = _start_sql(
-        connection.vendor, attempt is not None, postgres and not connection.in_atomic_block
-    )
-    run_id = db_value("id", task_id)
-    params = [
-        db_value("started_at", started_at),
-        worker,
-        retries,
-        run_id,
-        *([] if attempt is None else [db_value("claim", attempt)]),
-    ]
+    vendor = connection.vendor
+    postgres = vendor == "postgresql"
+    sql = _start_sql(vendor, attempt is not None, postgres and not connection.in_atomic_block)
+    if postgres:
+        # psycopg takes the ids and the datetime as they are: preparing them
+        # through the model's fields took about 65 µs of the hop in a worker.
+        run_id, started, current = task_id, started_at, attempt
+    else:
+        run_id, started = db_value("id", task_id), db_value("started_at", started_at)
+        current = None if attempt is None else db_value("claim", attempt)
+    params = [started, worker, retries, run_id, *([] if attempt is None else [current])]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if cursor.rowcount == 1 or attempt is None or not postgres:

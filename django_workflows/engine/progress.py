@@ -296,7 +296,9 @@ def _record_success(
             attempt=attempt,
         )
         return None
-    result = decode(text)
+    # What the child receives, as Celery's JSON would deliver it; a value
+    # JSON carries unchanged needs no decoding.
+    result = value if type(value) in _UNCHANGED_BY_JSON else decode(text)
     known = {node: result}
     # The success, its claims and the claimed children's messages: one
     # transaction, sent before it commits (see send.send_in_claim).
@@ -328,6 +330,11 @@ def _record_success(
     if not done.claimed and done.may_finish:
         finish_if_done(workflow_id)
     return None
+
+
+#: The types a JSON round trip gives back as they were (exactly these: a
+#: subclass, an enum say, comes back as its base type).
+_UNCHANGED_BY_JSON = frozenset({type(None), bool, int, float, str})
 
 
 def hook_succeeded(task_id: str, value: Any) -> None:

@@ -6,6 +6,7 @@ and node the message belongs to. This module only sends and says what it
 could not send; :mod:`.progress` decides what a failed send means.
 """
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable
@@ -108,7 +109,10 @@ def publish(runs: list[TaskRun], results: dict[int, Any]) -> Sent:
     sent = Sent()
     delivered = sent.delivered
     store = get_setting("STORE_CELERY_RESULTS")
-    with app.producer_or_acquire() as producer:
+    # Several messages share one producer; one message is sent as Celery
+    # sends any (it acquires one), without a second acquisition around it.
+    shared = app.producer_or_acquire() if len(runs) > 1 else contextlib.nullcontext()
+    with shared as producer:
         for position, run in enumerate(runs):
             signature, headers = _message(app, run, results, store)
             try:

@@ -26,9 +26,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 EXAMPLES = 30
 #: The operations of the schema (GET, POST... of each path): a new one is fuzzed too.
 OPERATIONS = 13
-#: A well-formed task run id that is not one of the run's is a 400 on the ``task_run``
-#: field (as DRF's related fields do), which this check expects to be accepted.
-LENIENT = {"POST /api/workflows/{id}/rerun/": [positive_data_acceptance]}
+#: Requests the OpenAPI schema allows and the server refuses with a documented 400,
+#: which this check expects to be accepted: a well-formed task run id that is not
+#: one of the run's (a 400 on the ``task_run`` field, as DRF's related fields do);
+#: a launch whose payload (or its absence) does not match the named workflow's own
+#: JSON Schema, which one OpenAPI schema for every workflow cannot express (seen
+#: with a random seed: ``{"name": "arith"}`` and no payload, 400 ``invalid_payload``).
+LENIENT = {
+    "POST /api/workflows/{id}/rerun/": [positive_data_acceptance],
+    "POST /api/workflows/": [positive_data_acceptance],
+}
 
 
 def report(wf: Workflow, node: int, value=None, error: Exception | None = None) -> None:

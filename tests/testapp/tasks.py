@@ -1,5 +1,6 @@
 """Small tasks for the tests. Each records its execution as a Call row."""
 
+import enum
 import os
 import random
 import time
@@ -49,6 +50,24 @@ def collect(self, *args, **kwargs):
 def const(self, value):
     _record(self, (value,), {})
     return value
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+@shared_task(bind=True)
+def level(self, value):
+    """Returns an int subclass, which Celery's JSON hands on as a plain int."""
+    _record(self, (value,), {})
+    return Level(value)
+
+
+@shared_task(bind=True)
+def type_name(self, value):
+    """The type of what it was given: shows what Celery's JSON made of it."""
+    _record(self, (value,), {})
+    return type(value).__name__
 
 
 @shared_task(bind=True)
