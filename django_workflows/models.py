@@ -121,6 +121,14 @@ class Workflow(models.Model):
     #: ``on_failure``): the run ends with these, whichever process finishes it
     #: and whatever its registry holds then. Null for an ad-hoc run.
     hooks = models.JSONField(_("hooks"), null=True, blank=True, editable=False)
+    #: The chord bodies (node numbers) still waiting for their header, given as
+    #: a generator, to be read to its end by the launching process; and when
+    #: that process last read a member. The recovery pass fails the bodies of
+    #: a reader gone quiet for its grace (died, or never started: invariant 1).
+    headers_held = models.JSONField(_("held chord bodies"), null=True, blank=True, editable=False)
+    header_read_at = models.DateTimeField(
+        _("header last read"), null=True, blank=True, editable=False
+    )
     # Counters kept by the engine so that "is the run done?" never scans tasks.
     tasks_total = models.PositiveIntegerField(_("tasks"), default=0)
     tasks_finished = models.PositiveIntegerField(_("tasks finished"), default=0)

@@ -447,6 +447,7 @@ def test_a_generator_header_gets_the_chords_partial_args(worker):
 
     wf = launch_canvas(canvas).wait()
     assert wf.status == W.SUCCESS and wf.result == [1, 1]
+    assert (wf.headers_held, wf.header_read_at) == (None, None)  # read to its end
 
 
 def test_a_generator_that_raises_fails_the_chords_body(worker):
@@ -464,6 +465,7 @@ def test_a_generator_that_raises_fails_the_chords_body(worker):
         "no more members",
     )
     assert wf.task_runs.get(task=identity.name).status == T.SUCCESS
+    assert (wf.headers_held, wf.header_read_at) == (None, None)
 
 
 def test_a_generator_header_is_read_no_further_once_its_run_is_canceled(worker):

@@ -13,6 +13,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def project_env() -> dict[str, str]:
+    """The environment of a process of the project on Django's current (test) database."""
+    from django.db import connection
+
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+        "DW_DB_NAME": connection.settings_dict["NAME"],
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example_project")]),
+    }
+
+
+def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new Python process of the project (Django set up first)."""
+    return subprocess.run(
+        [sys.executable, "-c", f"import django\ndjango.setup()\n{code}"],
+        cwd=ROOT, env=project_env(), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
 def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -28,15 +48,7 @@ def start_worker(
     log: Path, *extra: str, concurrency: int = 3, env: dict | None = None
 ) -> subprocess.Popen:
     """Start ``celery worker`` (prefork) on Django's current database; return it once ready."""
-    from django.db import connection
-
-    environ = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
-        "DW_DB_NAME": connection.settings_dict["NAME"],
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example_project")]),
-        **(env or {}),
-    }
+    environ = {**project_env(), **(env or {})}
     handle = log.open("w")
     proc = subprocess.Popen(
         [
@@ -64,14 +76,7 @@ def stop_worker(proc: subprocess.Popen) -> None:
 
 def start_beat(log: Path, max_interval: int = 1) -> subprocess.Popen:
     """Start ``celery beat`` with django-celery-beat's DatabaseScheduler on the current database."""
-    from django.db import connection
-
-    environ = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
-        "DW_DB_NAME": connection.settings_dict["NAME"],
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example_project")]),
-    }
+    environ = project_env()
     handle = log.open("w")
     proc = subprocess.Popen(
         [

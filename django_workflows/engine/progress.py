@@ -200,6 +200,8 @@ def release_held(workflow_id: Any, nodes: list[int]) -> None:
     sent if its members have all succeeded."""
     claim, now = uuid.uuid4(), timezone.now()
     with transaction.atomic():
+        if not unhold(workflow_id, nodes):
+            return  # the recovery pass failed the body: the reader was taken for gone
         held = TaskRun.objects.filter(workflow_id=workflow_id, node__in=nodes)
         release_children(held, claim=claim, queued_at=now)
         claimed = list(held.filter(claim=claim, status=T.QUEUED))
@@ -211,6 +213,20 @@ def release_held(workflow_id: Any, nodes: list[int]) -> None:
     expanded = [run for run in claimed if _expanded(run)]
     if expanded:
         dispatch(expanded, {})
+
+
+def unhold(workflow_id: Any, nodes: list[int]) -> bool:
+    """Chord bodies ``nodes`` wait no more for their header to be read: off
+    the run's ``headers_held`` (and its ``header_read_at`` with the last).
+    False if they were not held (the recovery pass took them)."""
+    with transaction.atomic():
+        run = Workflow.objects.select_for_update().filter(pk=workflow_id)
+        held = run.values_list("headers_held", flat=True).first()
+        if not held or not set(nodes) <= set(held):
+            return False
+        left = [node for node in held if node not in nodes] or None
+        run.update(headers_held=left, **({} if left else {"header_read_at": None}))
+    return True
 
 
 def task_retrying(

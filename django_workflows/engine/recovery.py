@@ -1,10 +1,12 @@
 """Recovery: what a dead or failing process left, moved on.
 
-- :func:`recover` closes runs whose every task finished but whose last
-  report died before closing them, and sends what was claimed and never
-  sent (the outbox: a queued task run whose message never reached the
-  broker, because the process that claimed it died or failed between its
-  commit and the send).
+- :func:`recover` starts runs whose launch committed but never started
+  them, fails the chord bodies whose header generator nobody reads any
+  more, closes runs whose every task finished but whose last report died
+  before closing them, and sends what was claimed and never sent (the
+  outbox: a queued task run whose message never reached the broker,
+  because the process that claimed it died or failed between its commit
+  and the send).
 - :func:`reap` fails task runs whose worker is gone, or that ran too long;
   a reaped task run fails like any other, so its run can be resumed.
 
@@ -25,6 +27,7 @@ from ..exceptions import BrokerUnavailable
 from ..models import TaskRun, Workflow
 from ..models import TaskRunStatus as T
 from ..models import WorkflowStatus as W
+from .launch import mark_started
 from .progress import dispatch, finish_if_done, hook_succeeded, task_failed, task_succeeded
 from .transitions import move_tasks
 
@@ -37,6 +40,13 @@ def recover(grace: float = 60.0, queue_timeout: float | None = None) -> list[str
     ``queue_timeout``, those sent that long ago that never started (a message
     the broker lost).
 
+    Before that, a launch's own process is taken for gone after ``grace``
+    seconds: a run still pending that long after its launch is started (the
+    process died, or an earlier ``on_commit`` callback raised, between the
+    launch's commit and its start); a chord body still waiting that long
+    since its header generator's last member was read fails (the process
+    reading it died).
+
     A run is closed by the report of its last task; when that report's
     process died or lost its database between recording the task and
     closing the run, the counters say finished and the run says running.
@@ -47,6 +57,8 @@ def recover(grace: float = 60.0, queue_timeout: float | None = None) -> list[str
     runs once. A task run whose message was sent and waits in a long queue
     is marked sent and never sent again. Returns the ids sent.
     """
+    _start_unstarted(timezone.now() - timedelta(seconds=grace))
+    _fail_unread_headers(timezone.now() - timedelta(seconds=grace))
     for workflow_id in Workflow.objects.filter(
         status=W.RUNNING, tasks_finished__gte=F("tasks_total")
     ).values_list("pk", flat=True):
@@ -88,6 +100,45 @@ def recover(grace: float = 60.0, queue_timeout: float | None = None) -> list[str
             logger.exception("Could not send the recovered task runs of workflow %s", workflow_id)
         sent.extend(str(run.pk) for run in runs)
     return sent
+
+
+def _start_unstarted(launched_before: Any) -> None:
+    """Start the runs launched before then and still pending: their launch's
+    start never ran. Their first tasks are in the outbox, sent next."""
+    for workflow_id, name in Workflow.objects.filter(
+        status=W.PENDING, created__lte=launched_before
+    ).values_list("pk", "name"):
+        if mark_started(workflow_id, name, timezone.now()):
+            logger.warning(
+                "Starting workflow %s: the process that launched it did not start it", workflow_id
+            )
+
+
+class HeaderUnread(Exception):
+    """A chord's header given as a generator was not read to its end: the
+    process reading it (the launch's) is gone."""
+
+
+def _fail_unread_headers(read_before: Any) -> None:
+    """Fail the chord bodies held for a header generator whose last member was
+    read before then. A reader that was only slow reads no further: the
+    member it reads next finds the body failed (:func:`.launch.read_header`)."""
+    for workflow_id, held in Workflow.objects.filter(
+        status__in=(W.PENDING, W.RUNNING), header_read_at__lte=read_before
+    ).values_list("pk", "headers_held"):
+        error = HeaderUnread(
+            "The chord's header (a generator) was not read to its end: no member was read "
+            "for the recovery pass's grace, and the process reading it is taken for gone."
+        )
+        logger.warning("Workflow %s: %s", workflow_id, error)
+        for pk in TaskRun.objects.filter(
+            workflow_id=workflow_id, node__in=held or (), status=T.PENDING
+        ).values_list("pk", flat=True):
+            task_failed(str(pk), error, from_={T.PENDING})
+        # Once the bodies failed: a pass that dies before this line fails nothing twice.
+        Workflow.objects.filter(pk=workflow_id, header_read_at__lte=read_before).update(
+            headers_held=None, header_read_at=None
+        )
 
 
 class WorkerLost(Exception):

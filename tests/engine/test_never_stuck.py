@@ -4,13 +4,14 @@ project's code, the result, or the services do. Each case here left a run
 
 import pytest
 from celery import chord, group
-from django.db import connection
+from django.db import connection, transaction
 
 from django_workflows import engine, foreach, launch_canvas
 from django_workflows.exceptions import CanvasError
 from django_workflows.models import TaskRun, Workflow
 from django_workflows.models import TaskRunStatus as T
 from django_workflows.models import WorkflowStatus as W
+from tests.helpers import until
 from tests.testapp.receivers import FLAG
 from tests.testapp.tasks import (
     add,
@@ -156,3 +157,118 @@ def test_arguments_the_database_cannot_store_are_refused_at_launch(monkeypatch):
     with pytest.raises(CanvasError, match="NUL"):
         launch_canvas(const.s("a\x00b"))
     assert not Workflow.objects.exists()
+
+
+# -- a launch whose process died or failed after its commit ------------------------------
+
+DIES_READING_THE_HEADER = """
+import os, signal
+from celery import chord
+from django_workflows import launch_canvas
+from tests.testapp.tasks import identity, tsum
+
+def header():
+    yield identity.si(1)
+    yield identity.si(2)
+    os.kill(os.getpid(), signal.SIGKILL)
+    yield identity.si(3)
+
+launch_canvas(chord(header(), tsum.s()))
+"""
+
+
+@pytest.mark.worker
+def test_a_chord_whose_header_generator_was_being_read_by_a_killed_launcher_fails(worker):
+    from django_workflows.engine import recover
+    from tests.worker import run_python
+
+    launcher = run_python(DIES_READING_THE_HEADER)
+    assert launcher.returncode == -9, launcher.stderr
+    wf = Workflow.objects.get()
+    members = wf.task_runs.exclude(task=tsum.name)
+    until(lambda: members.exists() and not members.exclude(status=T.SUCCESS).exists())
+    body = wf.task_runs.get(task=tsum.name)
+    assert body.status == T.PENDING  # nobody will read the rest of the header
+    assert recover(grace=60) == [] and wf.task_runs.get(pk=body.pk).status == T.PENDING
+
+    recover(grace=0)
+
+    wf.refresh_from_db()
+    body.refresh_from_db()
+    assert (wf.status, body.status, body.exception_type) == (W.FAILURE, T.FAILURE, "HeaderUnread")
+    assert "was not read to its end" in body.exception_message
+    assert (wf.headers_held, wf.header_read_at) == (None, None)
+
+
+def test_a_header_generator_too_slow_for_the_recovery_grace_is_read_no_further(sent):
+    from django_workflows.engine import recover
+
+    read = []
+
+    def header():  # read one member ahead, as Celery reads it: 1 joins when 2 is read
+        for i in range(1, 5):
+            if i == 3:
+                recover(grace=0)  # a pass finds no member read within its grace
+            read.append(i)
+            yield add.si(i, i)
+
+    wf = launch_canvas(chord(header(), tsum.s()))
+
+    body = wf.task_runs.get(task=tsum.name)
+    assert (body.status, body.exception_type) == (T.FAILURE, "HeaderUnread")
+    assert read == [1, 2, 3]  # read no further than the member after the pass
+    assert list(wf.task_runs.filter(task=add.name).values_list("args", flat=True)) == [[1, 1]]
+    wf.refresh_from_db()
+    assert (wf.headers_held, wf.header_read_at) == (None, None)
+
+
+class ProjectCallbackFailed(Exception):
+    pass
+
+
+def _launch_after_a_failing_callback(canvas) -> Workflow:
+    """Launch ``canvas`` in a transaction whose earlier on_commit callback
+    raises: Django runs no callback after it, the launch's start among them."""
+
+    def fails():
+        raise ProjectCallbackFailed
+
+    with pytest.raises(ProjectCallbackFailed):
+        with transaction.atomic():
+            transaction.on_commit(fails)
+            wf = launch_canvas(canvas)
+    wf.refresh_from_db()
+    return wf
+
+
+@pytest.mark.worker
+def test_a_launch_whose_start_never_ran_is_started_by_the_recovery_pass(worker):
+    from django_workflows.engine import recover
+    from django_workflows.signals import workflow_started
+
+    wf = _launch_after_a_failing_callback(add.s(1, 1) | add.s(2))
+    assert wf.status == W.PENDING and wf.task_runs.get(node=0).sent_at is None
+    assert recover(grace=60) == []
+    started = []
+    workflow_started.connect(lambda **kwargs: started.append(kwargs), weak=False, dispatch_uid="t")
+    try:
+        recover(grace=0)
+    finally:
+        workflow_started.disconnect(dispatch_uid="t")
+
+    assert [(s["workflow_id"], s["resumed"]) for s in started] == [(wf.pk, False)]
+    assert wf.wait().status == W.SUCCESS and wf.result == 4
+    assert wf.started is not None
+
+
+def test_a_launch_whose_start_never_ran_fails_the_chord_its_generator_header_held():
+    from django_workflows.engine import recover
+
+    wf = _launch_after_a_failing_callback(chord((add.si(i, i) for i in range(3)), tsum.s()))
+    assert wf.status == W.PENDING
+
+    recover(grace=0)
+
+    wf.refresh_from_db()
+    assert wf.status == W.FAILURE and statuses(wf) == {0: T.FAILURE}
+    assert wf.task_runs.get().exception_type == "HeaderUnread"
