@@ -275,3 +275,59 @@ def test_ids_are_time_ordered_so_a_runs_rows_lie_together(monkeypatch):
     ids = [[run.pk, *run.task_runs.values_list("pk", flat=True)] for run in (first, second)]
     assert {pk.version for pks in ids for pk in pks} == {7}
     assert max(ids[0]) < min(ids[1])
+
+
+def _lock_waits() -> int:
+    """How many other sessions wait for a lock (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else one per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("report", ["failure", "retry"])
+def test_a_hook_report_racing_the_delete_of_its_finished_run_leaves_no_attempt_behind(report):
+    """A run is finished while its hook runs: retention may delete it as the
+    hook's failure (or retry) is recorded. The attempt that report keeps is
+    deleted with the run, or never written; it never outlives its task run."""
+    import threading
+
+    from django.db import transaction
+
+    from django_workflows import engine
+
+    wf = run("etl", W.FAILURE, tasks=1)
+    hook = TaskRun.objects.create(
+        workflow=wf, node=1, task="etl.page_oncall", status="running", is_hook=True
+    )
+    deleted = []
+
+    def prune():
+        try:
+            deleted.append(delete_finished([wf.pk]))
+        finally:
+            connection.close()
+
+    pruning = threading.Thread(target=prune)
+    with transaction.atomic():  # the report's transaction, held open
+        if report == "failure":
+            engine.task_failed(str(hook.pk), RuntimeError("the pager is down"))
+        else:
+            engine.task_retrying(str(hook.pk), 0, RuntimeError("the pager is down"))
+        pruning.start()
+        if connection.vendor == "postgresql":  # the delete waits for the report's commit
+            deadline = time.monotonic() + 10
+            while not _lock_waits() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert _lock_waits() == 1
+        else:  # SQLite: for the write lock
+            pruning.join(timeout=0.5)
+            assert pruning.is_alive()
+    pruning.join(timeout=30)
+
+    assert deleted == [1] and not Workflow.objects.exists()
+    assert dangling() == {}
