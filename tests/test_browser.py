@@ -181,6 +181,32 @@ def test_a_running_run_turns_green_header_and_buttons_included_without_a_reload(
     shot(page, "running-run-turned-green")
 
 
+def test_a_run_reading_its_chord_header_says_so_and_stops_saying_it_once_read(worker, page):
+    from celery import chord
+
+    from django_workflows.models import Workflow
+
+    said = []
+
+    def members():
+        yield add.si(1, 1)
+        yield add.si(2, 2)
+        wf = Workflow.objects.get(name="reading")
+        page.goto(f"{page.base}/admin/django_workflows/workflow/{wf.pk}/change/")
+        reading = page.locator("[data-fact=reading]")
+        said.append(reading.inner_text())
+        shot(page, "run-reading-its-chord-header")
+        yield add.si(3, 3)
+
+    wf = launch_canvas(chord(members(), tsum.s()), name="reading")
+
+    assert "is being read by the process that launched the run" in said[0]
+    page.wait_for_selector(".dw-header[data-status='success']", timeout=60_000)
+    assert page.locator("[data-fact=reading]").count() == 0
+    assert page.locator("[data-fact=result]").inner_text() == "12"
+    assert wf.wait().result == 12
+
+
 @pytest.mark.parametrize("size", [2000, 10000])
 def test_a_large_run_opens_folded_and_readable_and_its_tasks_can_be_found(page, settings, size):
     """Rows only (nothing runs). The draw time is printed, not asserted."""

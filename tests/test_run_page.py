@@ -184,3 +184,28 @@ def test_relaunch_shows_only_to_who_may_launch(client):
     wf = failed_run()
     header = client.get(f"{ADMIN}{wf.pk}/dag.json", {"panels": "1"}).json()["panels"]["header"]
     assert 'data-op="resume"' in header and 'data-op="relaunch"' not in header
+
+
+def test_the_header_says_while_a_chord_header_generator_is_being_read(operator):
+    from celery import chord
+
+    from django_workflows.models import Workflow
+    from tests.testapp.tasks import tsum
+
+    seen = []
+
+    def header_panel(wf_pk):
+        poll = operator.get(f"{ADMIN}{wf_pk}/dag.json", {"panels": "1"}).json()
+        return poll["panels"]["header"]
+
+    def members():
+        for i in range(3):
+            if i == 2:
+                seen.append(header_panel(Workflow.objects.get().pk))
+            yield add.si(i, i)
+
+    wf = launch_canvas(chord(members(), tsum.s()))
+
+    assert 'data-fact="reading"' in seen[0]
+    assert "is being read by the process that launched the run" in seen[0]
+    assert 'data-fact="reading"' not in header_panel(wf.pk)  # read to its end
