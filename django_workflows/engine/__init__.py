@@ -45,9 +45,10 @@ from .progress import (
     task_started,
     task_succeeded,
 )
-from .recovery import WorkerLost, reap, recover
+from .recovery import HeaderUnread, WorkerLost, reap, recover
 
 __all__ = [
+    "HeaderUnread",
     "Plan",
     "WorkerLost",
     "cancel",

@@ -255,7 +255,8 @@ def read_header(workflow_id: Any, header: LazyHeader) -> None:
     """
     chord = {CHORD: header.entries, CHORD_BODIES: header.errback_bodies}
     reading = Workflow.objects.filter(pk=workflow_id, headers_held__isnull=False)
-    noted = 0.0
+    reading.update(header_read_at=timezone.now())  # the launch may have taken a while
+    noted = time.monotonic()
     try:
         for member in header.tasks:
             if time.monotonic() - noted >= READ_NOTED_EVERY:

@@ -58,7 +58,7 @@ def recover(grace: float = 60.0, queue_timeout: float | None = None) -> list[str
     is marked sent and never sent again. Returns the ids sent.
     """
     _start_unstarted(timezone.now() - timedelta(seconds=grace))
-    _fail_unread_headers(timezone.now() - timedelta(seconds=grace))
+    _fail_unread_headers(grace)
     for workflow_id in Workflow.objects.filter(
         status=W.RUNNING, tasks_finished__gte=F("tasks_total")
     ).values_list("pk", flat=True):
@@ -119,16 +119,18 @@ class HeaderUnread(Exception):
     process reading it (the launch's) is gone."""
 
 
-def _fail_unread_headers(read_before: Any) -> None:
-    """Fail the chord bodies held for a header generator whose last member was
-    read before then. A reader that was only slow reads no further: the
-    member it reads next finds the body failed (:func:`.launch.read_header`)."""
+def _fail_unread_headers(grace: float) -> None:
+    """Fail the chord bodies held for a header generator of which no member
+    was read for ``grace`` seconds. A reader that was only slow reads no
+    further: the member it reads next finds the body failed
+    (:func:`.launch.read_header`)."""
+    read_before = timezone.now() - timedelta(seconds=grace)
     for workflow_id, held in Workflow.objects.filter(
         status__in=(W.PENDING, W.RUNNING), header_read_at__lte=read_before
     ).values_list("pk", "headers_held"):
         error = HeaderUnread(
-            "The chord's header (a generator) was not read to its end: no member was read "
-            "for the recovery pass's grace, and the process reading it is taken for gone."
+            f"The chord's header (a generator) was not read to its end: no member was read "
+            f"for {grace:g} s, and the process reading it is taken for gone."
         )
         logger.warning("Workflow %s: %s", workflow_id, error)
         for pk in TaskRun.objects.filter(
