@@ -38,7 +38,7 @@ def sent(monkeypatch):
     return sent
 
 
-def lifecycle_queries(wf, node: int, value) -> int:
+def lifecycle_sql(wf, node: int, value) -> list[str]:
     run = wf.task_runs.get(node=node)
     queries = []
     with connection.execute_wrapper(
@@ -46,7 +46,31 @@ def lifecycle_queries(wf, node: int, value) -> int:
     ):
         engine.task_started(str(run.pk), str(wf.pk), "w1")
         engine.task_succeeded(str(run.pk), str(wf.pk), node, value)
-    return len(queries)
+    return queries
+
+
+def lifecycle_queries(wf, node: int, value) -> int:
+    """Statements per task; on PostgreSQL the first task of a connection also
+    prepares the hot path's statements, once (not counted: see the test below)."""
+    return sum(not sql.startswith("PREPARE ") for sql in lifecycle_sql(wf, node, value))
+
+
+@pytest.mark.skipif(not PG, reason="PostgreSQL's prepared statements")
+@pytest.mark.django_db(transaction=True)
+def test_the_hot_statements_are_prepared_once_per_connection(sent):
+    wf = launch_canvas(chain([add.s(1, 1)] + [add.s(1)] * 3))
+    connection.close()  # a worker's new connection
+
+    first, second = lifecycle_sql(wf, 0, 2), lifecycle_sql(wf, 1, 3)
+
+    assert [sql.split()[0] for sql in first] == ["PREPARE", "EXECUTE", "PREPARE", "EXECUTE"]
+    assert [sql.split()[0] for sql in second] == ["EXECUTE", "EXECUTE"]
+    assert [node.status for node in wf.task_runs.order_by("node")][:3] == [
+        T.SUCCESS,
+        T.SUCCESS,
+        T.QUEUED,
+    ]
+    assert [args for _, args, _ in sent[1:]] == [(2, 1), (3, 1)]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -194,3 +218,54 @@ def test_a_success_gives_its_claimed_children_with_what_sending_them_reads(sent,
     stored = TaskRun.objects.filter(pk=root.pk)
     assert stored.get().result == value
     assert stored.filter(result__isnull=True).exists() == (value is None)
+
+
+@pytest.fixture
+def prepared_again():
+    """Statements prepared again after the test, which may make them go as text."""
+    from django_workflows.engine import fastpath
+
+    yield fastpath
+    fastpath._text_only.clear()
+    connection.close()
+
+
+@pytest.mark.skipif(not PG, reason="PostgreSQL's prepared statements")
+@pytest.mark.django_db(transaction=True)
+def test_statements_go_as_text_where_django_is_told_of_a_pooler(sent, prepared_again):
+    wf = launch_canvas(chain([add.s(1, 1)] + [add.s(1)] * 3))
+    connection.close()
+    connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = True
+    try:
+        statements = lifecycle_sql(wf, 0, 2)
+    finally:
+        del connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"]
+    assert [sql.split()[0] for sql in statements] == ["WITH", "WITH"]  # the start, the success
+    assert wf.task_runs.get(node=0).status == T.SUCCESS
+
+
+@pytest.mark.skipif(not PG, reason="PostgreSQL's prepared statements")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("report", ["start", "success"])
+def test_a_lost_prepared_statement_makes_the_report_again_as_text(
+    sent, prepared_again, report, caplog
+):
+    from django_workflows import tracking
+
+    wf = launch_canvas(chain([add.s(1, 1)] + [add.s(1)] * 3))
+    assert lifecycle_queries(wf, 0, 2) == QUERIES_PER_TASK  # prepared on this session
+    run = wf.task_runs.get(node=1)
+    if report == "success":
+        tracking.report(engine.task_started, str(run.pk), str(wf.pk), "w1")
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # what a pooler's other session looks like
+
+    if report == "start":
+        assert tracking.report(engine.task_started, str(run.pk), str(wf.pk), "w1")
+    else:
+        tracking.report(engine.task_succeeded, str(run.pk), str(wf.pk), 1, 3)
+        assert [args for _, args, _ in sent[1:]] == [(2, 1), (3, 1)]
+
+    assert wf.task_runs.get(node=1).status == (T.RUNNING if report == "start" else T.SUCCESS)
+    assert "lost a prepared statement" in caplog.text
+    assert prepared_again._text_only == {connection.alias}
