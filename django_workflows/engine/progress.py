@@ -12,7 +12,6 @@ gathered one succeeding and releasing its own children, a send that fails)
 is worked through in :func:`dispatch`'s loop, not by recursion.
 """
 
-import functools
 import logging
 import re
 import uuid
@@ -244,55 +243,21 @@ def task_retrying(
     still belongs to the attempt that failed.
     """
     fields = exception_fields(exception, traceback)
-    with transaction.atomic():
-        run = None
-        if hold_run(task_id):
-            run = TaskRun.objects.filter(pk=task_id).only("workflow_id", "worker", "started_at")
-            run = run.first()
-        if run is None:
-            return
-        TaskAttempt.objects.create(
-            task_run_id=task_id,
-            attempt=retries + 1,
-            status=T.RETRYING,
-            worker=run.worker,
-            started_at=run.started_at,
-            **fields,
-        )
-        current = TaskRun.objects.filter(pk=task_id, retries=retries, **_of(attempt))
-        # queued_at: when Celery queued the retry (QUEUE_TIMEOUT counts from it).
-        moved = move_tasks(current, T.RETRYING, queued_at=timezone.now(), **fields)
-    if moved:
-        changed(run.workflow_id, [task_id], T.RETRYING)
-
-
-def hold_run(task_id: str) -> bool:
-    """Keep the run of task run ``task_id`` from being deleted until the
-    current transaction ends; False if the task run is gone.
-
-    Retention deletes a finished run with what hangs on it, the run's row
-    locked first (:mod:`django_workflows.retention`), while a report may
-    still keep an attempt of one of its task runs (its hook's failure, a
-    late retry). Taking that row first (``FOR KEY SHARE``, which the
-    engine's own updates of the row do not wait for) orders the two: the
-    attempt is deleted with the run, or the report finds its task run gone.
-    SQLite's transactions take the write lock up front (``IMMEDIATE``).
-    """
-    if connection.vendor != "postgresql":
-        return True
-    with connection.cursor() as cursor:
-        cursor.execute(_hold_run_sql(), [task_id])
-        return cursor.fetchone() is not None
-
-
-@functools.cache
-def _hold_run_sql() -> str:
-    quote = connection.ops.quote_name
-    return (
-        f"SELECT 1 FROM {quote(Workflow._meta.db_table)} AS run "
-        f"JOIN {quote(TaskRun._meta.db_table)} AS task ON task.workflow_id = run.id "
-        "WHERE task.id = %s FOR KEY SHARE OF run"
+    run = TaskRun.objects.filter(pk=task_id).only("workflow_id", "worker", "started_at").first()
+    if run is None:
+        return
+    TaskAttempt.objects.create(
+        task_run_id=task_id,
+        attempt=retries + 1,
+        status=T.RETRYING,
+        worker=run.worker,
+        started_at=run.started_at,
+        **fields,
     )
+    current = TaskRun.objects.filter(pk=task_id, retries=retries, **_of(attempt))
+    # queued_at: when Celery queued the retry (the recovery pass's QUEUE_TIMEOUT counts from it).
+    if move_tasks(current, T.RETRYING, queued_at=timezone.now(), **fields):
+        changed(run.workflow_id, [task_id], T.RETRYING)
 
 
 def task_succeeded(
@@ -423,7 +388,7 @@ def task_failed(
     now = timezone.now()
     if _unpublished_retry(exception):
         with transaction.atomic():
-            if hold_run(task_id) and move_tasks(
+            if move_tasks(
                 TaskRun.objects.filter(pk=task_id, **_of(attempt)),
                 T.QUEUED,
                 from_={T.RUNNING, T.RETRYING},
@@ -439,7 +404,7 @@ def task_failed(
     # One transaction: a report made again after a dropped connection
     # (tracking retries it) finds either nothing done or everything counted.
     with transaction.atomic():
-        failed = hold_run(task_id) and move_tasks(
+        failed = move_tasks(
             TaskRun.objects.filter(pk=task_id, **_of(attempt)),
             T.FAILURE,
             from_=from_,
