@@ -130,14 +130,14 @@ def execute_prepared(cursor: Any, sql: str, params: Sequence[Any] | dict[str, An
     if db.vendor != "postgresql" or _as_text(db):
         cursor.execute(sql, params)
         return
-    name, order = _preparation(sql)
+    name, prepare, execute, order = _preparation(sql)
     names = _prepared.setdefault(db.connection, set())
     values = [params[key] for key in order] if isinstance(params, dict) else params
     try:
         if name not in names:
-            cursor.execute(f"PREPARE {name} AS {_positional(sql)}")
+            cursor.execute(prepare)
             names.add(name)
-        cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(values))})", values)
+        cursor.execute(execute, values)
     except ProgrammingError as exc:
         if getattr(exc.__cause__, "sqlstate", None) not in _LOST:
             raise
@@ -165,17 +165,20 @@ def _as_text(db: Any) -> bool:
 
 
 @functools.cache
-def _preparation(sql: str) -> tuple[str, tuple[str, ...]]:
-    """The prepared statement's name (from its text) and, for named
-    placeholders, the parameters in ``$n`` order."""
+def _preparation(sql: str) -> tuple[str, str, str, tuple[str, ...]]:
+    """For ``sql``, built once: the prepared statement's name (from its text),
+    its ``PREPARE`` and ``EXECUTE`` statements, and, for named placeholders,
+    the parameters in ``$n`` order."""
     name = "django_workflows_" + hashlib.sha1(sql.encode()).hexdigest()[:16]
+    prepare, count = _positional(sql)
     order = tuple(dict.fromkeys(match[1] for match in _PLACEHOLDER.finditer(sql) if match[1]))
-    return name, order
+    execute = f"EXECUTE {name}({', '.join(['%s'] * count)})"
+    return name, f"PREPARE {name} AS {prepare}", execute, order
 
 
-def _positional(sql: str) -> str:
-    """``sql`` with ``$n`` placeholders: each ``%s`` in turn, each ``%(name)s``
-    by its first appearance."""
+def _positional(sql: str) -> tuple[str, int]:
+    """``sql`` with ``$n`` placeholders (each ``%s`` in turn, each ``%(name)s``
+    by its first appearance), and how many there are."""
     numbers: dict[str, int] = {}
     count = 0
 
@@ -189,7 +192,8 @@ def _positional(sql: str) -> str:
             numbers[match[1]] = count
         return f"${numbers[match[1]]}"
 
-    return _PLACEHOLDER.sub(number, sql)
+    positional = _PLACEHOLDER.sub(number, sql)
+    return positional, count
 
 
 def literal(*statuses: str) -> str:
